@@ -4,7 +4,8 @@
 
 # %% ../nbs/01_features.ipynb #e0da3602
 from __future__ import annotations
-import math, warnings
+import hashlib, json, math, warnings
+from pathlib import Path
 import numpy as np, torch
 from torch import nn
 from fastcore.basics import store_attr, first
@@ -14,7 +15,7 @@ from fastai.vision.core import PILImage
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore',
-           'extract_features']
+           'feature_cache_path', 'extract_features']
 
 # %% ../nbs/01_features.ipynb #ae822c78
 CANDIDATES = ('body', 'pool', 'linear')
@@ -92,10 +93,36 @@ def _bad_items(items):
         except Exception: bad.append(o)
     return bad
 
-# %% ../nbs/01_features.ipynb #60494977
+# %% ../nbs/01_features.ipynb #0a1885f8
+def _hash_weights(model, h):
+    for k, v in model.state_dict().items():
+        h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+
+# %% ../nbs/01_features.ipynb #0c99b29f
+def feature_cache_path(learn, items, layers='auto', cache_dir='.', **settings) -> Path:
+    "Where the features of `items` through `learn`'s `layers` (with `settings`) are cached in `cache_dir`"
+    h = hashlib.sha1()
+    _hash_weights(learn.model, h)
+    for o in items.index if hasattr(items, 'index') and hasattr(items, 'iloc') else items: h.update(str(o).encode() + b'\0')
+    mods = resolve_layers(learn.model, layers)
+    h.update(json.dumps({k: repr(m) for k, m in mods.items()}, sort_keys=True).encode())
+    dl = learn.dls.valid
+    h.update(repr((list(dl.after_item.fs), list(dl.after_batch.fs), sorted(settings.items()))).encode())
+    return Path(cache_dir)/f"features-{h.hexdigest()[:20]}.npz"
+
+# %% ../nbs/01_features.ipynb #514f41ed
 def extract_features(learn, items, layers='auto', max_bytes:int=MAX_FEATURE_BYTES, proj_dim:int=4096, seed=42,
-                     bs:int=None, progress:bool=True) -> dict:
+                     bs:int=None, progress:bool=True, cache_dir=None, refresh:bool=False) -> dict:
     "{layer: N x d float32 array} of `items` through `learn.model`, all `layers` in one pass without augmentation"
+    if cache_dir is not None:
+        fn = feature_cache_path(learn, items, layers, cache_dir, max_bytes=max_bytes, proj_dim=proj_dim, seed=seed)
+        if fn.exists() and not refresh:
+            with np.load(fn) as f: return {k: f[k] for k in f.files}
+        res = extract_features(learn, items, layers, max_bytes, proj_dim, seed, bs, progress)
+        fn.parent.mkdir(parents=True, exist_ok=True)
+        tmp = fn.with_suffix('.tmp.npz')
+        np.savez(tmp, **res); tmp.replace(fn)  # written whole, then moved: a crash leaves no half file
+        return res
     mods = resolve_layers(learn.model, layers)
     dl = learn.dls.test_dl(items, bs=bs or learn.dls.bs)  # validation transforms, no shuffle, no dropped batch
     n, stores, pending, pos = len(dl.dataset), {}, {}, [0]

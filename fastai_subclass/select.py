@@ -163,7 +163,7 @@ def subclass_undersample(learn, n, classes=None, strategy:str='closest', layer='
     labels = train_labels(learn.dls)
     counts = pd.Series(labels).value_counts().to_dict()
     targets, arr, items = _targets(counts, n, classes), np.asarray(labels), learn.dls.train_ds.items
-    ext_kw = {k: kwargs.pop(k) for k in ('max_bytes', 'proj_dim', 'bs') if k in kwargs}
+    ext_kw = {k: kwargs.pop(k) for k in ('max_bytes', 'proj_dim', 'bs', 'cache_dir', 'refresh') if k in kwargs}
     res = {}
     for c, m in targets.items():
         idx = np.flatnonzero(arr == c)
