@@ -11,7 +11,7 @@ import torch
 from fastai.data.transforms import get_image_files
 
 # %% auto #0
-__all__ = ['ITEM_COLUMNS', 'FISH_CLASSES', 'PLANT_CLASSES', 'check_files_exist', 'folder_items', 'fisheries_items',
+__all__ = ['ITEM_COLUMNS', 'FISH_CLASSES', 'PLANT_CLASSES', 'check_files_exist', 'folder_items', 'sample_path', 'fisheries_items',
            'plant_pathology_items', 'plant_pathology_test_files', 'csv_items', 'plant_pathology_submission',
            'fisheries_submission']
 
@@ -65,10 +65,16 @@ def folder_items(path, train:str='train', valid:str='valid') -> pd.DataFrame:
     if (path/valid).is_dir(): parts.append(_class_folder_items(path/valid).assign(is_valid=True))
     return pd.concat(parts, ignore_index=True)
 
-# %% ../nbs/05_datasets.ipynb #891044e9
-FISH_CLASSES = ('ALB', 'BET', 'DOL', 'LAG', 'NoF', 'OTHER', 'SHARK', 'YFT')
+# %% ../nbs/05_datasets.ipynb #490095e4
+def sample_path() -> Path:
+    "The folder of the image sample shipped with the package (train/ and valid/, classes vehicle, cat, frog)"
+    import fastai_subclass  # the installed package, also when this runs in the notebook
+    return Path(fastai_subclass.__file__).parent/'data'/'sample'
 
 # %% ../nbs/05_datasets.ipynb #29fb3ac6
+FISH_CLASSES = ('ALB', 'BET', 'DOL', 'LAG', 'NoF', 'OTHER', 'SHARK', 'YFT')
+
+# %% ../nbs/05_datasets.ipynb #8ed4d8b0
 def fisheries_items(path) -> pd.DataFrame:
     "Item table of the Fisheries Monitoring training images, `path/train/<CLASS>/*.jpg` with the 8 `FISH_CLASSES`"
     train = Path(path).absolute()/'train'
@@ -80,30 +86,30 @@ def fisheries_items(path) -> pd.DataFrame:
                                             f"missing {missing}, unknown {unknown}")
     return _class_folder_items(train)
 
-# %% ../nbs/05_datasets.ipynb #c0815f71
+# %% ../nbs/05_datasets.ipynb #1b72a6cd
 PLANT_CLASSES = ('healthy', 'multiple_diseases', 'rust', 'scab')
 
-# %% ../nbs/05_datasets.ipynb #1b72a6cd
+# %% ../nbs/05_datasets.ipynb #5376eaf7
 def _read_csv(csv) -> pd.DataFrame:
     "`csv` (a file or a DataFrame) as a DataFrame"
     if isinstance(csv, pd.DataFrame): return csv
     if not Path(csv).is_file(): raise FileNotFoundError(f"no CSV file {Path(csv).absolute()}")
     return pd.read_csv(csv)
 
-# %% ../nbs/05_datasets.ipynb #5376eaf7
+# %% ../nbs/05_datasets.ipynb #39a195e9
 def _need_columns(df, cols, what):
     "Raise a clear error if `df` lacks any of `cols`"
     missing = [c for c in cols if c not in df.columns]
     if missing: raise ValueError(f"{what} has no column {missing}; its columns are {list(df.columns)}")
 
-# %% ../nbs/05_datasets.ipynb #39a195e9
+# %% ../nbs/05_datasets.ipynb #db7264e1
 def _unique_ids(ids, what):
     "Raise a clear error if `ids` has duplicates"
     ids = pd.Series(list(ids))
     dup = ids[ids.duplicated()].unique()
     if len(dup): raise ValueError(f"{what} appear more than once: {_preview(dup)}")
 
-# %% ../nbs/05_datasets.ipynb #db7264e1
+# %% ../nbs/05_datasets.ipynb #2f160ef6
 def plant_pathology_items(path, csv:str='train.csv', images:str='images', check_files:bool=True) -> pd.DataFrame:
     "Item table of the Plant Pathology 2020 training set: the one-hot `csv` in `path`, images in `path/images/<image_id>.jpg`"
     path = Path(path).absolute()
@@ -118,7 +124,7 @@ def plant_pathology_items(path, csv:str='train.csv', images:str='images', check_
     if check_files: check_files_exist(paths)
     return _item_table(paths, np.array(PLANT_CLASSES)[onehot.to_numpy().argmax(1)])
 
-# %% ../nbs/05_datasets.ipynb #2f160ef6
+# %% ../nbs/05_datasets.ipynb #228bc1c3
 def plant_pathology_test_files(path, csv:str='test.csv', images:str='images', check_files:bool=True) -> list:
     "The test images of Plant Pathology 2020, in the order of `csv` (column `image_id`): `path/images/<image_id>.jpg`"
     path = Path(path).absolute()
@@ -128,7 +134,7 @@ def plant_pathology_test_files(path, csv:str='test.csv', images:str='images', ch
     if check_files: check_files_exist(paths)
     return paths
 
-# %% ../nbs/05_datasets.ipynb #0362ad41
+# %% ../nbs/05_datasets.ipynb #a50890cb
 def _as_bool(values, what) -> np.ndarray:
     "`values` (bools, 0/1, or 'true'/'false'/'1'/'0' in any case) as a bool array"
     s = pd.Series(values)
@@ -139,7 +145,7 @@ def _as_bool(values, what) -> np.ndarray:
     if bad.any(): raise ValueError(f"{what} must be True/False (or 1/0); it has {_preview(s[bad].unique())}")
     return text.map(known).to_numpy(dtype=bool)
 
-# %% ../nbs/05_datasets.ipynb #a50890cb
+# %% ../nbs/05_datasets.ipynb #60483b5f
 def csv_items(csv, path_col:str='path', label_col:str='label', valid_col:str|None=None, root=None,
               check_files:bool=True) -> pd.DataFrame:
     "Item table of a CSV (or DataFrame) of images and labels; paths relative to `root` (default: the CSV's folder)"
@@ -154,13 +160,13 @@ def csv_items(csv, path_col:str='path', label_col:str='label', valid_col:str|Non
     if check_files: check_files_exist(paths)
     return _item_table(paths, df[label_col], _as_bool(df[valid_col], f"column {valid_col!r}") if valid_col else None)
 
-# %% ../nbs/05_datasets.ipynb #835e0705
+# %% ../nbs/05_datasets.ipynb #45295b49
 def _probs_array(probs) -> np.ndarray:
     "`probs` (array, list or tensor) as a float64 numpy array"
     if isinstance(probs, torch.Tensor): probs = probs.detach().float().cpu().numpy()
     return np.asarray(probs, dtype=np.float64)
 
-# %% ../nbs/05_datasets.ipynb #45295b49
+# %% ../nbs/05_datasets.ipynb #24679783
 def _expected_ids(expected, id_col) -> list:
     "The ids of `expected`: a list of ids, or a CSV file / DataFrame with column `id_col`"
     if isinstance(expected, (str, Path, pd.DataFrame)):
@@ -169,7 +175,7 @@ def _expected_ids(expected, id_col) -> list:
         return df[id_col].astype(str).tolist()
     return [str(i) for i in expected]
 
-# %% ../nbs/05_datasets.ipynb #24679783
+# %% ../nbs/05_datasets.ipynb #66bc888f
 def _submission(ids, probs, classes, columns, id_col, expected=None, fname=None) -> pd.DataFrame:
     "A submission table: column `id_col` with `ids`, then `probs` (in the order of `classes`) in the order of `columns`"
     p, classes, ids = _probs_array(probs), [str(c) for c in classes], [str(i) for i in ids]
@@ -196,13 +202,13 @@ def _submission(ids, probs, classes, columns, id_col, expected=None, fname=None)
     if fname is not None: sub.to_csv(fname, index=False)
     return sub
 
-# %% ../nbs/05_datasets.ipynb #66bc888f
+# %% ../nbs/05_datasets.ipynb #4cd141f5
 def plant_pathology_submission(image_ids, probs, classes=PLANT_CLASSES, expected=None, fname=None) -> pd.DataFrame:
     "Plant Pathology 2020 submission `image_id,healthy,multiple_diseases,rust,scab`; `image_ids` as ids or image paths"
     ids = [Path(str(i)).stem for i in image_ids]  # 'images/Test_0.jpg' and 'Test_0' both give 'Test_0'
     return _submission(ids, probs, classes, PLANT_CLASSES, 'image_id', expected, fname)
 
-# %% ../nbs/05_datasets.ipynb #4cd141f5
+# %% ../nbs/05_datasets.ipynb #a82184a2
 def fisheries_submission(images, probs, classes=FISH_CLASSES, expected=None, fname=None, name=None) -> pd.DataFrame:
     "Fisheries Monitoring submission `image,ALB,BET,...,YFT`: the image column is the file name (or `name(path)`)"
     name = name or (lambda p: Path(p).name)
