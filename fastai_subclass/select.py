@@ -7,7 +7,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd
+import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr, ifnone, patch
 from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
@@ -164,15 +164,18 @@ def subclass_undersample(learn, n, classes=None, strategy:str='closest', layer='
     counts = pd.Series(labels).value_counts().to_dict()
     targets, arr, items = _targets(counts, n, classes), np.asarray(labels), learn.dls.train_ds.items
     ext_kw = {k: kwargs.pop(k) for k in ('max_bytes', 'proj_dim', 'bs', 'cache_dir', 'refresh') if k in kwargs}
-    res = {}
-    for c, m in targets.items():
-        idx = np.flatnonzero(arr == c)
-        feats = extract_features(learn, take_items(items, idx), layer, seed=seed, progress=progress, **ext_kw)
-        layers = progress_bar(list(feats), leave=False) if progress and len(feats) > 1 else feats
-        by_layer = {l: find_subclasses(feats[l], ks, n_pca, seed, **kwargs) for l in layers}
-        best = _best_layer(by_layer)
-        sc = by_layer[best]
-        res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer)
+    res, n_threads = {}, torch.get_num_threads()
+    try:
+        for c, m in targets.items():
+            idx = np.flatnonzero(arr == c)
+            feats = extract_features(learn, take_items(items, idx), layer, seed=seed, progress=progress, **ext_kw)
+            layers = progress_bar(list(feats), leave=False) if progress and len(feats) > 1 else feats
+            by_layer = {l: find_subclasses(feats[l], ks, n_pca, seed, **kwargs) for l in layers}
+            best = _best_layer(by_layer)
+            sc = by_layer[best]
+            res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer)
+    # UMAP's numba resets the thread count torch shares with it; a user's torch.set_num_threads must survive
+    finally: torch.set_num_threads(n_threads)
     return SubclassSelection(learn.dls, labels, res, strategy, seed)
 
 # %% ../nbs/02_select.ipynb #0cf5b48e

@@ -1,0 +1,216 @@
+"""The two commands: `subclass_demo` end to end (every report file, the numbers of its page), each error path of
+`subclass_undersample` (exit code and a message naming the problem), and the feature cache reused by a rerun."""
+import configparser, json, shutil, subprocess, sys
+from html.parser import HTMLParser
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+import fastai_subclass
+from fastai_subclass.cli import (subclass_undersample_cli, subclass_demo, EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN)
+from fastai_subclass.report import REPORT_FILES
+
+SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
+ROOT = Path(__file__).parent.parent
+
+class _Tables(HTMLParser):
+    "The text of the cells of every table of a page that has an id: {id: [[cell, ...], ...]}"
+    def __init__(self):
+        super().__init__(); self.tables, self.table, self.row, self.cell = {}, None, None, None
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == 'table' and 'id' in attrs: self.table = self.tables.setdefault(attrs['id'], [])
+        elif tag == 'tr' and self.table is not None: self.row = []
+        elif tag in ('td', 'th') and self.row is not None: self.cell = ''
+    def handle_endtag(self, tag):
+        if tag == 'table': self.table = None
+        elif tag == 'tr' and self.row is not None: self.table.append(self.row); self.row = None
+        elif tag in ('td', 'th') and self.cell is not None: self.row.append(self.cell.strip()); self.cell = None
+    def handle_data(self, data):
+        if self.cell is not None: self.cell += data
+
+def html_tables(page:str) -> dict:
+    p = _Tables(); p.feed(page); return p.tables
+
+def _run_python(code, *args, timeout=900):
+    "Run `code` in a fresh Python (as a console script would), with `args` as its command line"
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    "The demo command, run once in a fresh process: (completed process, report folder)"
+    out = tmp_path_factory.mktemp('demo')/'report'
+    # one torch thread: the CI machine may be shared, where two OpenMP threads per process crawl
+    res = _run_python("import sys; from fastai_subclass.cli import subclass_demo; sys.exit(subclass_demo())", '--out', out, '--threads', 1)
+    return res, out
+
+def test_demo_writes_every_report_file(demo):
+    res, out = demo
+    assert res.returncode == EXIT_OK, res.stderr[-3000:]
+    assert f"open {out.absolute()/'index.html'}" in res.stdout
+    for f in REPORT_FILES + ('metrics.csv', 'map_vehicle.png', 'grid_vehicle.png', 'dropped_vehicle.png', 'silhouettes_vehicle.png'):
+        assert (out/f).is_file() and (out/f).stat().st_size > 0, f
+    assert len(list((out/'feature_cache').glob('features-*.npz'))) == 1
+    page = (out/'index.html').read_text()
+    pngs = sorted(p.name for p in out.glob('*.png'))
+    assert pngs == ['class_counts.png', 'dropped_vehicle.png', 'grid_vehicle.png', 'map_vehicle.png', 'silhouettes_vehicle.png']
+    for png in pngs: assert f'src="{png}"' in page
+    for f in ('selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json', 'metrics.csv'): assert f'href="{f}"' in page
+
+def test_demo_numbers_in_the_page_match_the_selection(demo):
+    res, out = demo
+    assert res.returncode == EXIT_OK, res.stderr[-3000:]
+    t, summ = html_tables((out/'index.html').read_text()), json.loads((out/'summary.json').read_text())
+    sel = pd.read_csv(out/'selection.csv')
+    # class counts: before from every training item, after from the kept ones
+    counts = {r[0]: (int(r[1]), int(r[2])) for r in t['counts'][1:]}
+    before, after = sel['class'].value_counts(), sel[sel.kept]['class'].value_counts()
+    assert counts == {**{c: (before[c], after[c]) for c in before.index}, 'all': (360, 180)}
+    assert counts['vehicle'] == (240, 60)
+    # the class's layer, k and clusters: as in the selection CSV
+    veh = sel[sel['class'] == 'vehicle']
+    (_, layer, k, sil, items, kept), = t['classes'][1:]
+    assert (layer, int(k), int(items), int(kept)) == (veh.layer.iloc[0], veh.cluster.nunique(), 240, 60)
+    assert float(sil) == pytest.approx(summ['classes']['vehicle']['silhouette'], abs=5e-4)
+    clusters = t['clusters-vehicle']
+    assert clusters[0] == ['subclass', 'items', 'kept']
+    sizes, kept_per = veh.cluster.value_counts().sort_index(), veh[veh.kept].cluster.value_counts().sort_index()
+    assert [[int(c) for c in r] for r in clusters[1:-1]] == [[c, sizes[c], kept_per.get(c, 0)] for c in sizes.index]
+    # every (layer, k) silhouette, and the chosen one the best of the chosen layer
+    sils = t['silhouettes-vehicle']
+    for row in sils[1:]:
+        for k_, v in zip(sils[0][1:], row[1:]):
+            assert float(v) == pytest.approx(summ['classes']['vehicle']['scores'][row[0]][k_], abs=5e-4)
+    # f0 and f_u scores, as in metrics.csv
+    m = pd.read_csv(out/'metrics.csv', index_col='metric')
+    rows = {r[0].split(' ')[0]: r[1:] for r in t['metrics'][1:]}
+    assert t['metrics'][0] == ['metric', 'f0', 'f_u']
+    for name in ('accuracy', 'balanced_accuracy', 'mean_roc_auc', 'log_loss', 'recall_vehicle', 'recall_cat', 'recall_frog'):
+        assert [float(v) for v in rows[name]] == pytest.approx(m.loc[name, ['f0', 'f_u']].tolist(), abs=5e-4)
+    # the known subclasses of the sample (from the file names) add up to the class
+    truth = t['truth-vehicle']
+    assert sorted(r[0] for r in truth[1:]) == ['airplane', 'automobile', 'ship', 'truck']
+    assert sum(int(r[-2]) for r in truth[1:]) == 240 and sum(int(r[-1]) for r in truth[1:]) == 60
+    # f_u trained for as many optimizer steps as f0, and the page says so
+    assert 'as many optimizer steps as f0' in (out/'index.html').read_text()
+
+def test_demo_kept_items_csv_is_a_training_set(demo):
+    res, out = demo
+    kept = pd.read_csv(out/'kept_items.csv')
+    assert list(kept.columns) == ['path', 'label'] and len(kept) == 180
+    assert kept.label.value_counts().to_dict() == {'vehicle': 60, 'cat': 60, 'frog': 60}
+    assert all(Path(p).is_file() for p in kept.path)
+
+# --- error paths of subclass_undersample: checked before any training ---
+
+def _cli(capsys, *args):
+    "Exit code and stderr of `subclass_undersample args`"
+    try: code = subclass_undersample_cli([str(a) for a in args])
+    except SystemExit as e: code = e.code
+    return code, capsys.readouterr().err
+
+def _one_error_line(err, prog='subclass_undersample'):
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith(f'{prog}: error: '), err
+    assert 'Traceback' not in err, err
+    return lines[-1]
+
+@pytest.fixture
+def small_data(tmp_path):
+    "A folder per class: a 30 images (vehicles), b 10 images (cats)"
+    for cls, src, n in (('a', 'vehicle', 30), ('b', 'cat', 10)):
+        (tmp_path/cls).mkdir()
+        for f in sorted((SAMPLE/'train'/src).glob('*.jpg'))[:n]: shutil.copy(f, tmp_path/cls/f.name)
+    return tmp_path
+
+ARGS = ('--arch', 'resnet18', '--no-pretrained', '--size', 32, '--epochs', 1, '--freeze-epochs', 0)
+
+def test_missing_folder(capsys, tmp_path):
+    code, err = _cli(capsys, tmp_path/'nope', '--n', 10, *ARGS)
+    assert code == EXIT_DATA
+    assert f"no folder {tmp_path/'nope'}" in _one_error_line(err)
+
+def test_empty_class_folder(capsys, small_data):
+    (small_data/'c').mkdir()
+    code, err = _cli(capsys, small_data, '--n', 10, *ARGS)
+    assert code == EXIT_DATA
+    line = _one_error_line(err)
+    assert "['c']" in line and 'hold no image files' in line
+
+def test_unreadable_image(capsys, small_data):
+    (small_data/'a'/'broken.jpg').write_bytes(b'this is not a JPEG')
+    code, err = _cli(capsys, small_data, '--n', 10, *ARGS)
+    assert code == EXIT_DATA
+    line = _one_error_line(err)
+    assert 'cannot be read' in line and str(small_data/'a'/'broken.jpg') in line
+
+def test_n_too_large(capsys, small_data):
+    code, err = _cli(capsys, small_data, '--n', 30, *ARGS)
+    assert code == EXIT_DATA
+    line = _one_error_line(err)
+    assert 'n=30 is not below' in line and 'a 24' in line  # 30 images of a, 6 of them held out for validation
+
+def test_n_names_an_unknown_class(capsys, small_data):
+    code, err = _cli(capsys, small_data, '--n', 'dog=5', *ARGS)
+    assert code == EXIT_DATA
+    assert "['dog'] are not among the training classes" in _one_error_line(err)
+
+def test_missing_csv(capsys, tmp_path):
+    code, err = _cli(capsys, '--csv', tmp_path/'labels.csv', '--n', 10, *ARGS)
+    assert code == EXIT_DATA
+    assert 'no CSV file' in _one_error_line(err)
+
+@pytest.mark.parametrize('args, words', [
+    (('--n', 10, '--arch', 'resnet5O'), 'unknown architecture'),
+    (('--n', 'ten'), 'positive whole number'),
+    (('--n', 0), 'positive whole number'),
+    ((), 'the following arguments are required: --n'),
+    (('--n', 'a=5', '--classes', 'a'), '--classes is for a single --n'),
+    (('--n', 10, '--no-cache', '--refresh'), '--no-cache'),
+    (('--n', 10, '--csv', 'x.csv', '--layout', 'fisheries'), '--csv and --layout'),
+])
+def test_bad_arguments(capsys, small_data, args, words):
+    code, err = _cli(capsys, small_data, *args)
+    assert code == EXIT_ARGS
+    assert words in _one_error_line(err)
+
+def test_missing_weights_file(capsys, small_data, tmp_path):
+    code, err = _cli(capsys, small_data, '--n', 10, '--arch', 'resnet18', '--weights-file', tmp_path/'resnet18.pth')
+    assert code == EXIT_TRAIN
+    assert f"--weights-file {tmp_path/'resnet18.pth'} does not exist" in _one_error_line(err)
+
+def test_demo_bad_arguments(capsys):
+    try: code = subclass_demo(['--epochs', '0'])
+    except SystemExit as e: code = e.code
+    assert code == EXIT_ARGS
+    assert '--epochs must be at least 1' in _one_error_line(capsys.readouterr().err, 'subclass_demo')
+
+# --- the feature cache: a rerun with the same seed extracts nothing ---
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+def test_rerun_reuses_the_cache_and_gives_the_same_selection(capsys, tmp_path, one_thread):
+    args = (SAMPLE, '--n', 60, *ARGS, '--layer', 'pool', '--out', tmp_path/'out', '--quiet', '--num-workers', 0)
+    code, err = _cli(capsys, *args)
+    assert code == EXIT_OK, err
+    cache = tmp_path/'out'/'feature_cache'
+    files = {f.name: f.stat().st_mtime_ns for f in cache.glob('features-*.npz')}
+    sel1 = (tmp_path/'out'/'selection.csv').read_text()
+    assert len(files) == 1
+    settings = {r[0]: r[1] for r in html_tables((tmp_path/'out'/'index.html').read_text())['settings'][1:]}
+    assert settings['feature_cache'] == 'extracted and cached'
+    try: code = subclass_undersample_cli([str(a) for a in args])
+    except SystemExit as e: code = e.code
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    assert 'features: read from the cache' in captured.out
+    assert {f.name: f.stat().st_mtime_ns for f in cache.glob('features-*.npz')} == files  # not written again
+    assert (tmp_path/'out'/'selection.csv').read_text() == sel1  # the same seed, the same selection
+
+def test_console_scripts_are_declared():
+    cfg = configparser.ConfigParser(); cfg.read(ROOT/'settings.ini')
+    scripts = dict(s.split('=') for s in cfg['DEFAULT']['console_scripts'].split())
+    assert scripts == {'subclass_undersample': 'fastai_subclass.cli:subclass_undersample_cli',
+                       'subclass_demo': 'fastai_subclass.cli:subclass_demo'}
