@@ -16,7 +16,7 @@ from fastai.data.transforms import IndexSplitter
 from fastai.vision.data import ImageBlock
 from fastai.vision.utils import verify_images
 from .core import STRATEGIES
-from .datasets import folder_items, csv_items, fisheries_items, plant_pathology_items
+from .datasets import folder_items, csv_items, fisheries_items, plant_pathology_items, sample_path
 from .select import subclass_undersample
 from .train import PAPER_RECIPE, paper_dls_kwargs, subclass_learner
 from .report import write_report, evaluate_learner
@@ -25,8 +25,7 @@ from .report import write_report, evaluate_learner
 __all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'LAYOUTS', 'DEMO',
            'CommandError', 'exit_code', 'stratified_split', 'load_items', 'check_items', 'ItemLabels',
            'item_dataloaders', 'get_arch', 'train_recipe', 'equal_step_epochs', 'run_subclass_undersampling', 'parse_n',
-           'undersample_parser', 'subclass_undersample_cli', 'sample_path', 'true_subclass', 'demo_parser',
-           'subclass_demo']
+           'undersample_parser', 'subclass_undersample_cli', 'true_subclass', 'demo_parser', 'subclass_demo']
 
 # %% ../nbs/09_cli.ipynb #506efb41
 EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
@@ -372,22 +371,14 @@ def subclass_undersample_cli(argv=None) -> int:
                         settings=settings)
 
 # %% ../nbs/09_cli.ipynb #e3cad448
-def sample_path() -> Path:
-    "The folder of the sample shipped with the package: train/ and valid/ with vehicle, cat, frog"
-    import fastai_subclass
-    path = Path(fastai_subclass.__file__).parent/'data'/'sample'
-    if not path.is_dir(): raise FileNotFoundError(f"the shipped sample {path} is missing: reinstall fastai_subclass")
-    return path
-
-# %% ../nbs/09_cli.ipynb #7bf54a57
 def true_subclass(path) -> str:
     "The CIFAR-10 class of a sample image, from its file name (airplane_0003.jpg: airplane)"
     return Path(path).name.split('_')[0]
 
-# %% ../nbs/09_cli.ipynb #6b155757
+# %% ../nbs/09_cli.ipynb #7bf54a57
 DEMO = dict(n=60, arch='resnet18', pretrained=False, size=32, bs=25, epochs=6, freeze_epochs=0, lr=0.01, train_fu=True, fu_equal_steps=True)
 
-# %% ../nbs/09_cli.ipynb #9fa269a9
+# %% ../nbs/09_cli.ipynb #6b155757
 def demo_parser() -> argparse.ArgumentParser:
     "The flags of `subclass_demo`"
     p = argparse.ArgumentParser(prog='subclass_demo', formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -401,7 +392,7 @@ def demo_parser() -> argparse.ArgumentParser:
     _common_flags(p)
     return p
 
-# %% ../nbs/09_cli.ipynb #d94d31da
+# %% ../nbs/09_cli.ipynb #9fa269a9
 def subclass_demo(argv=None) -> int:
     "The `subclass_demo` command: the whole pipeline on the shipped sample, on a CPU in minutes; returns the exit code"
     p = demo_parser()

@@ -69,7 +69,9 @@ def folder_items(path, train:str='train', valid:str='valid') -> pd.DataFrame:
 def sample_path() -> Path:
     "The folder of the image sample shipped with the package (train/ and valid/, classes vehicle, cat, frog)"
     import fastai_subclass  # the installed package, also when this runs in the notebook
-    return Path(fastai_subclass.__file__).parent/'data'/'sample'
+    path = Path(fastai_subclass.__file__).parent/'data'/'sample'
+    if not path.is_dir(): raise FileNotFoundError(f"the shipped sample {path} is missing: reinstall fastai_subclass")
+    return path
 
 # %% ../nbs/05_datasets.ipynb #29fb3ac6
 FISH_CLASSES = ('ALB', 'BET', 'DOL', 'LAG', 'NoF', 'OTHER', 'SHARK', 'YFT')
