@@ -11,7 +11,7 @@ from torch import nn
 from fastcore.basics import store_attr, first
 from fastprogress.fastprogress import progress_bar
 from fastai.layers import AdaptiveConcatPool2d
-from fastai.vision.core import PILImage
+from fastai.data.core import Datasets
 
 # %% auto #0
 __all__ = ['CANDIDATES', 'MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore',
@@ -85,12 +85,15 @@ MAX_FEATURE_BYTES = 2 * 2**30
 def _uses_fp16(learn): return getattr(learn, 'mixed_precision', None) is not None
 
 # %% ../nbs/01_features.ipynb #b60e41ee
-def _bad_items(items):
-    "The items among `items` that cannot be opened as images"
-    bad = []
-    for o in items:
-        try: PILImage.create(o)
-        except Exception: bad.append(o)
+def _bad_items(ds, start=0):
+    "'item: error' for every item of `ds` from `start` on whose input cannot be loaded (e.g. an unreadable image)"
+    items, bad = ds.tls[0].items, []
+    for i in range(start, len(ds)):
+        try: ds.tls[0][i]  # the item through the input pipeline only: reading, not the labels or batch transforms
+        except Exception as e:
+            # a DataFrame row is named by its index label, a file by its path; the error text names the file either way
+            key = items.index[i] if hasattr(items, 'iloc') else items[i]
+            bad.append(f"{key} ({type(e).__name__}: {e})")
     return bad
 
 # %% ../nbs/01_features.ipynb #0a1885f8
@@ -160,8 +163,8 @@ def extract_features(learn, items, layers='auto', max_bytes:int=MAX_FEATURE_BYTE
                 pos[0] += len(xb[0])
     except Exception as e:
         # loader workers may have run ahead of `pos`: check every item not yet extracted
-        bad = _bad_items(list(getattr(dl.dataset, 'items', []))[pos[0]:])
-        if bad: raise OSError(f"cannot read image file(s) {bad}: remove or replace them, then run again") from e
+        bad = _bad_items(dl.dataset, pos[0]) if isinstance(dl.dataset, Datasets) else []
+        if bad: raise OSError(f"cannot read {len(bad)} item(s): {'; '.join(bad[:5])}: remove or replace them, then run again") from e
         raise
     finally:
         for h in hooks: h.remove()

@@ -17,8 +17,8 @@ from .core import Subclasses, find_subclasses, select_samples, STRATEGIES
 from .features import extract_features
 
 # %% auto #0
-__all__ = ['item_keys', 'take_items', 'train_labels', 'subset_dataloaders', 'ClassSelection', 'SubclassSelection',
-           'subclass_undersample', 'SubclassSplitter']
+__all__ = ['item_keys', 'unique_item_keys', 'take_items', 'train_labels', 'subset_dataloaders', 'ClassSelection',
+           'SubclassSelection', 'subclass_undersample', 'SubclassSplitter']
 
 # %% ../nbs/02_select.ipynb #4fc9afbc
 def item_keys(items) -> list:
@@ -27,13 +27,24 @@ def item_keys(items) -> list:
     return [str(o) for o in items]
 
 # %% ../nbs/02_select.ipynb #e8268539
+def unique_item_keys(items) -> list:
+    "`item_keys(items)`, with a clear error if two items share a key (the selection could not tell them apart)"
+    keys = item_keys(items)
+    if len(set(keys)) < len(keys):
+        dup = pd.Series(keys)[pd.Series(keys).duplicated()].iloc[0]
+        what = "DataFrame index labels" if isinstance(items, pd.DataFrame) else "items"
+        raise ValueError(f"{what} repeat (e.g. {dup!r}), so items can't be told apart; "
+                         "give every item its own key, e.g. df.reset_index(drop=True) or drop repeated files")
+    return keys
+
+# %% ../nbs/02_select.ipynb #928e44aa
 def take_items(items, idx):
     "The items at positions `idx` of a list, an `L` or a DataFrame"
     idx = np.asarray(idx, dtype=np.int64)
     if isinstance(items, pd.DataFrame): return items.iloc[idx]
     return L(items)[idx]
 
-# %% ../nbs/02_select.ipynb #d5a83cbd
+# %% ../nbs/02_select.ipynb #53dc6305
 def train_labels(dls) -> list:
     "The class name of every training item of `dls`, in the order of `dls.train_ds`"
     ds = dls.train_ds
@@ -47,7 +58,7 @@ def train_labels(dls) -> list:
     vocab = dls.vocab
     return [str(vocab[int(ys[i])]) for i in range(len(ys))]
 
-# %% ../nbs/02_select.ipynb #4fa8b096
+# %% ../nbs/02_select.ipynb #6f9f315c
 def subset_dataloaders(dls, keep) -> DataLoaders:
     "`dls` with a training set of only the items at positions `keep` of `dls.train_ds`; the rest unchanged"
     ds, keep = dls.train_ds, np.sort(np.asarray(keep, dtype=np.int64))
@@ -59,7 +70,7 @@ def subset_dataloaders(dls, keep) -> DataLoaders:
                       "with drop_last no batch is drawn: lower bs")
     return DataLoaders(dls.train.new(sub), *dls.loaders[1:], path=dls.path, device=dls.device)
 
-# %% ../nbs/02_select.ipynb #9b20bbf3
+# %% ../nbs/02_select.ipynb #cf675d03
 @dataclass
 class ClassSelection:
     "What subclass undersampling did to one class: its items, the layer used, the subclasses of every layer, the kept items"
@@ -83,18 +94,18 @@ class ClassSelection:
     @property
     def sizes(self): return np.bincount(self.labels, minlength=self.k)
 
-# %% ../nbs/02_select.ipynb #4964bb3d
+# %% ../nbs/02_select.ipynb #cefea7c4
 def _best_layer(by_layer):
     "The layer whose clustering has the best silhouette (a single cluster counts as worst)"
     sil = {l: (sc.silhouette if np.isfinite(sc.silhouette) else -np.inf) for l, sc in by_layer.items()}
     return max(sil, key=sil.get)
 
-# %% ../nbs/02_select.ipynb #cf675d03
+# %% ../nbs/02_select.ipynb #4ad9d1ce
 class SubclassSelection:
     "The result of `subclass_undersample`: per class the layer, k, silhouettes, clusters and kept items"
     def __init__(self, dls, labels, classes:dict, strategy='closest', seed=42):
         store_attr('dls,labels,classes,strategy,seed')
-        self.keys = item_keys(dls.train_ds.items)
+        self.keys = unique_item_keys(dls.train_ds.items)
 
     @property
     def items(self): return self.dls.train_ds.items
@@ -134,7 +145,7 @@ class SubclassSelection:
         "DataLoaders with the kept training items, the same validation items, transforms, batch size and device"
         return subset_dataloaders(ifnone(dls, self.dls), self.keep)
 
-# %% ../nbs/02_select.ipynb #4ad9d1ce
+# %% ../nbs/02_select.ipynb #c0106d1b
 def _targets(counts:dict, n, classes) -> dict:
     "{class: count to keep} from `n` (a count or a dict) and `classes`, with clear errors"
     if isinstance(n, dict):
@@ -155,7 +166,7 @@ def _targets(counts:dict, n, classes) -> dict:
                                      "nothing to undersample; lower n")
     return targets
 
-# %% ../nbs/02_select.ipynb #18f7ddac
+# %% ../nbs/02_select.ipynb #47854ff9
 def subclass_undersample(learn, n, classes=None, strategy:str='closest', layer='auto', pct:float=80, seed=42,
                          ks=range(2,10), n_pca:int=50, progress:bool=True, **kwargs) -> SubclassSelection:
     "Cluster each majority class of trained `learn` into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
@@ -178,7 +189,7 @@ def subclass_undersample(learn, n, classes=None, strategy:str='closest', layer='
     finally: torch.set_num_threads(n_threads)
     return SubclassSelection(learn.dls, labels, res, strategy, seed)
 
-# %% ../nbs/02_select.ipynb #0cf5b48e
+# %% ../nbs/02_select.ipynb #7c867057
 @patch
 def to_df(self:SubclassSelection) -> pd.DataFrame:
     "The selection as a table: item, class, cluster, kept, layer"
@@ -188,19 +199,19 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
     return pd.DataFrame({'item': self.keys, 'class': self.labels, 'cluster': pd.array(np.where(cluster < 0, None, cluster), dtype='Int64'),
                          'kept': kept, 'layer': layer})
 
-# %% ../nbs/02_select.ipynb #90ccf5d7
+# %% ../nbs/02_select.ipynb #5734a168
 @patch
 def to_csv(self:SubclassSelection, fname):
     "Save the selection: item, class, cluster, kept, layer"
     self.to_df().to_csv(fname, index=False)
     return Path(fname)
 
-# %% ../nbs/02_select.ipynb #7c867057
+# %% ../nbs/02_select.ipynb #69057cde
 @patch(cls_method=True)
 def from_csv(cls:SubclassSelection, fname, dls, strategy='closest', seed=None) -> SubclassSelection:
     "A selection read back from `fname`, for the training items of `dls`"
     df = pd.read_csv(fname, dtype={'item': str, 'class': str})
-    keys = item_keys(dls.train_ds.items)
+    keys = unique_item_keys(dls.train_ds.items)
     pos = {k: i for i, k in enumerate(keys)}
     unknown = [k for k in df['item'] if k not in pos]
     if unknown: raise ValueError(f"{len(unknown)} items of {fname} are not training items of these DataLoaders, e.g. {unknown[:3]}; "
@@ -216,7 +227,7 @@ def from_csv(cls:SubclassSelection, fname, dls, strategy='closest', seed=None) -
                                     np.flatnonzero(g['kept'].to_numpy(bool)[order]))
     return cls(dls, labels, classes, strategy, seed)
 
-# %% ../nbs/02_select.ipynb #fcfe4f55
+# %% ../nbs/02_select.ipynb #f3a3b02e
 class SubclassSplitter:
     "DataBlock splitter: the `base` splitter's split, with the training items that `selection` left out removed"
     def __init__(self, base, selection:SubclassSelection):
@@ -224,7 +235,7 @@ class SubclassSplitter:
 
     def __call__(self, items):
         train, valid = self.base(items)
-        keys = item_keys(items)
+        keys = unique_item_keys(items)
         found = {keys[i] for i in train} & self.drop
         if len(found) < len(self.drop):
             raise ValueError(f"{len(self.drop) - len(found)} items to leave out are not in the training split of these items; "
