@@ -13,7 +13,9 @@ from .show import *
 from .metrics import *
 from .datasets import *
 from .train import *
-from . import core, features, select, show, metrics, datasets, train
+from .report import *
+from .experiments import *
+from . import core, features, select, show, metrics, datasets, train, report, experiments
 
 # nbdev writes an empty `__all__` for a module that only imports; this one re-exports every module's public names
-__all__ = [n for m in (core, features, select, show, metrics, datasets, train) for n in m.__all__]
+__all__ = [n for m in (core, features, select, show, metrics, datasets, train, report, experiments) for n in m.__all__]

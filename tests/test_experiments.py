@@ -1,0 +1,125 @@
+"The experiment runner on the shipped sample: what each method trains on, a 2-method x 2-seed run, its table and its resume."
+import json
+import numpy as np, pandas as pd, pytest
+import fastai.learner
+from fastai_subclass.datasets import sample_path, folder_items
+from fastai_subclass.select import train_labels, subset_dataloaders
+from fastai_subclass.experiments import (METHODS, run_experiment, random_undersample, oversample, class_counts, experiment_dls,
+                                         summarize, markdown_table, ExperimentResults, parse_method)
+
+TINY = dict(arch='resnet18', pretrained=False, size=32, bs=32, lr=3e-3, epochs=1, freeze_epochs=0, aug=False)
+FAST_SELECT = dict(layer='pool', ks=range(2, 5))
+
+@pytest.fixture(scope='module')
+def items(): return folder_items(sample_path())
+
+@pytest.fixture(scope='module')
+def dls(items): return experiment_dls(items, TINY)
+
+@pytest.fixture(scope='module')
+def experiment(items, tmp_path_factory):
+    out = tmp_path_factory.mktemp('exp')
+    res = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+                         draws=1, select_kwargs=FAST_SELECT, verbose=False)
+    return out, res
+
+def test_training_set_of_each_method(dls):
+    labels = train_labels(dls)
+    assert class_counts(labels) == {'cat': 60, 'frog': 60, 'vehicle': 240}
+    expected = {'random': {'cat': 60, 'frog': 60, 'vehicle': 50}, 'oversample': {'cat': 180, 'frog': 180, 'vehicle': 240}}
+    rnd, ovs = random_undersample(labels, 50, ['vehicle'], seed=3), oversample(labels, ['cat', 'frog'], 3)
+    for name, pos in (('random', rnd), ('oversample', ovs)):
+        sub = subset_dataloaders(dls, pos)
+        # the DataLoaders hold exactly these items, duplicates included
+        assert class_counts(train_labels(sub)) == expected[name] == class_counts(labels, pos)
+        assert len(sub.train_ds) == len(pos)
+    # every vehicle item is kept 1 time, every cat and frog item 3 times
+    reps = np.bincount(ovs, minlength=len(labels))
+    assert set(reps[np.array(labels) == 'vehicle']) == {1} and set(reps[np.array(labels) != 'vehicle']) == {3}
+    # random undersampling keeps every item of the other classes, once
+    assert len(set(rnd)) == len(rnd) and all(i in set(rnd) for i in np.flatnonzero(np.array(labels) != 'vehicle'))
+
+def test_random_draws_differ_and_repeat():
+    labels = ['a'] * 100 + ['b'] * 10
+    draws = [tuple(random_undersample(labels, 10, seed=(0, d))) for d in range(3)]
+    assert len(set(draws)) == 3
+    assert tuple(random_undersample(labels, 10, seed=(0, 1))) == draws[1]
+
+def test_bad_input():
+    with pytest.raises(ValueError, match='unknown method'): parse_method('smote')
+    with pytest.raises(ValueError, match='factor 1 is the baseline'): oversample(['a', 'a', 'b'], factor=1)
+    with pytest.raises(ValueError, match='no minority class'): oversample(['a', 'b'])
+
+def test_run_table_and_records(experiment):
+    out, res = experiment
+    assert (res.ran, res.loaded) == (4, 0)
+    tab = res.table()
+    scores = ['mean_roc_auc', 'log_loss', 'balanced_accuracy', 'accuracy', 'recall_cat', 'recall_frog', 'recall_vehicle']
+    assert list(tab.index) == ['random', 'subclass_closest']
+    assert list(tab.columns) == ['runs'] + [f'{m}_{s}' for m in scores for s in ('median', 'std')]
+    assert tab['runs'].tolist() == [2, 2]
+    for m in ('random', 'subclass_closest'):
+        v = res.runs.loc[res.runs.method == m, 'mean_roc_auc']
+        assert tab.loc[m, 'mean_roc_auc_median'] == pytest.approx(v.median())
+        assert tab.loc[m, 'mean_roc_auc_std'] == pytest.approx(v.std(ddof=1))
+    recs = {r['run']: r for r in res.records}
+    assert set(recs) == {'random-seed0-draw0', 'random-seed1-draw0', 'subclass_closest-seed0', 'subclass_closest-seed1'}
+    for r in recs.values():
+        assert r['train_counts'] == {'cat': 60, 'frog': 60, 'vehicle': 60}
+        assert r['steps'] == r['target_steps'] == 11  # the baseline's: 360 items in batches of 32
+        assert r['test_counts'] == {'cat': 30, 'frog': 30, 'vehicle': 60}
+        assert len((out/'items'/f"{r['run']}.txt").read_text().split()) == 180
+        assert r['config']['recipe']['arch'] == 'resnet18' and r['config']['targets'] == {'vehicle': 60}
+    # the same starting weights within a seed, other ones across seeds
+    assert recs['random-seed0-draw0']['start_hash'] == recs['subclass_closest-seed0']['start_hash']
+    assert recs['random-seed0-draw0']['start_hash'] != recs['random-seed1-draw0']['start_hash']
+    assert recs['random-seed0-draw0']['train_hash'] != recs['random-seed1-draw0']['train_hash']
+    assert {p.name for p in out.iterdir()} >= {'runs.csv', 'results.csv', 'results.md', 'scores.png'}
+    md = (out/'results.md').read_text()
+    assert md.count('\n') == 4 and '| random | 2 |' in md and ' ± ' in md
+    saved = pd.read_csv(out/'results.csv', index_col='method')
+    pd.testing.assert_frame_equal(saved, tab, check_names=False)
+
+def test_resume_trains_nothing(experiment, items, monkeypatch):
+    out, res = experiment
+    def no_fit(*args, **kwargs): raise AssertionError('a resumed experiment trained a model')
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', no_fit)
+    again = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+                           draws=1, select_kwargs=FAST_SELECT, verbose=False)
+    assert (again.ran, again.loaded) == (0, 4)
+    pd.testing.assert_frame_equal(again.runs, res.runs)
+    # a method added later that only needs f0 (the baseline) is scored with the saved f0: still no training
+    more = run_experiment(items, ['baseline', 'random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out,
+                          recipe=TINY, draws=1, select_kwargs=FAST_SELECT, verbose=False)
+    assert (more.ran, more.loaded) == (2, 4)
+    assert more.table().index.tolist() == ['baseline', 'random', 'subclass_closest']
+    base = json.loads((out/'runs'/'baseline-seed0.json').read_text())
+    assert base['train_counts'] == {'cat': 60, 'frog': 60, 'vehicle': 240}
+    assert base['start_hash'] == json.loads((out/'runs'/'random-seed0-draw0.json').read_text())['start_hash']
+
+def test_other_config_is_refused(experiment, items):
+    out, _ = experiment
+    with pytest.raises(ValueError, match='another config'):
+        run_experiment(items, ['random'], seeds=(0,), n=50, classes=['vehicle'], out_dir=out, recipe=TINY, draws=1, verbose=False)
+
+def test_read_back(experiment):
+    out, res = experiment
+    # runs.csv holds the runs of the latest call, and so do the records: the same table from both
+    csv, recs = ExperimentResults.from_runs_csv(out/'runs.csv'), ExperimentResults.from_dir(out)
+    pd.testing.assert_frame_equal(csv.table(), recs.table().loc[csv.table().index])
+    assert set(csv.runs.method) >= {'random', 'subclass_closest'}
+
+def test_summary_and_markdown():
+    runs = pd.DataFrame(dict(method=['a', 'a', 'a', 'b'], seed=[0, 1, 2, 0], draw=0, mean_roc_auc=[0.5, 0.7, 0.9, 0.6],
+                             log_loss=[1.0, 2.0, 3.0, 0.5]))
+    tab = summarize(runs, methods=['b', 'a'])
+    assert tab.index.tolist() == ['b', 'a']
+    assert tab.loc['a', 'mean_roc_auc_median'] == 0.7 and tab.loc['a', 'mean_roc_auc_std'] == pytest.approx(0.2)
+    assert np.isnan(tab.loc['b', 'log_loss_std'])
+    md = markdown_table(tab).split('\n')
+    assert md[0] == '| method | runs | mean_roc_auc | log_loss |'
+    # the best median in bold: the highest AUC, the lowest log loss
+    assert md[2] == '| b | 1 | 0.600 | **0.500** |' and md[3] == '| a | 3 | **0.700 ± 0.200** | 2.000 ± 1.000 |'
+
+def test_methods_constant():
+    assert METHODS == ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
