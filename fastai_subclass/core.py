@@ -5,6 +5,8 @@
 # %% ../nbs/00_core.ipynb #5f741899
 from __future__ import annotations
 import warnings
+from contextlib import nullcontext
+from functools import cache
 from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -13,8 +15,10 @@ from sklearn.decomposition import PCA
 from sklearn.utils import _safe_indexing
 
 # %% auto #0
-__all__ = ['SILHOUETTE_SAMPLE', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Subclasses', 'reduce_dims',
-           'find_subclasses', 'cluster_quotas', 'select_samples', 'target_counts', 'SubclassUndersampler']
+__all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'STRATEGIES', 'check_features',
+           'standardize', 'silhouette_scores', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces',
+           'layout_epochs', 'umap_embed', 'reduce_dims', 'kmeans_fits', 'find_subclasses', 'cluster_quotas',
+           'select_samples', 'target_counts', 'SubclassUndersampler']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -30,16 +34,24 @@ def check_features(feats) -> np.ndarray:
                                      "flatten each item's features into one row")
     if not np.issubdtype(x.dtype, np.number): raise TypeError(f"feats must be numeric, got dtype {x.dtype}")
     x = x.astype(np.float32, copy=False)
-    bad = ~np.isfinite(x).all(1)
+    # row blocks: a boolean mask of the whole matrix would cost a quarter of its size again
+    bad = np.concatenate([~np.isfinite(x[i:i+4096]).all(1) for i in range(0, max(len(x), 1), 4096)])
     if bad.any(): raise ValueError(f"feats has NaN or inf values in rows {_rows_preview(np.flatnonzero(bad))}: "
                                    "drop or impute those rows (or check the model that made them) before clustering")
     return x
 
 # %% ../nbs/00_core.ipynb #ed60c014
-def standardize(x:np.ndarray) -> np.ndarray:
+def standardize(x:np.ndarray, chunk:int=2048) -> np.ndarray:
     "Columns of `x` scaled to zero mean and unit variance, as a new float32 array; zero-spread columns become 0"
     mean = x.mean(0, dtype=np.float64)
-    std = x.std(0, dtype=np.float64)
+    # The spread is summed in float64 over row blocks, as `x.std(0, dtype=np.float64)` would give it (to the last
+    # float32 bit: UMAP amplifies even such differences), but without its float64 copy of the whole matrix (twice
+    # the input's size). The result is the only full-size array made.
+    ss = np.zeros(x.shape[1])
+    for i in range(0, len(x), chunk):
+        c = x[i:i+chunk] - mean
+        ss += np.einsum('ij,ij->j', c, c)
+    std = np.sqrt(ss / max(len(x), 1))
     # A constant column carries no information: divide by 1 instead of 0 so it becomes 0, not NaN.
     std[std < 1e-12] = 1.
     out = np.subtract(x, mean.astype(np.float32), dtype=np.float32)
@@ -51,7 +63,7 @@ def standardize(x:np.ndarray) -> np.ndarray:
 SILHOUETTE_SAMPLE = 10_000
 
 # %% ../nbs/00_core.ipynb #c4fafca2
-def silhouette_scores(x:np.ndarray, labelings:dict, sample_size:int=SILHOUETTE_SAMPLE, seed=None, chunk:int=1024) -> dict:
+def silhouette_scores(x:np.ndarray, labelings:dict, sample_size:int=SILHOUETTE_SAMPLE, seed=None, chunk:int=512) -> dict:
     "Mean silhouette of every labelling in `labelings` ({key: labels}) of `x`, from one pass over pairwise distances"
     n = len(x)
     if n > sample_size:
@@ -66,9 +78,15 @@ def silhouette_scores(x:np.ndarray, labelings:dict, sample_size:int=SILHOUETTE_S
     onehot = np.zeros((n, offs[-1]), dtype=np.float64)
     for l, o in zip(labs, offs): onehot[np.arange(n), o + l] = 1
     sums, sq = np.empty_like(onehot), (x**2).sum(1)
+    d2 = np.empty((min(chunk, n), n))
     for i in range(0, n, chunk):
-        d2 = sq[i:i+chunk, None] + sq[None] - 2 * x[i:i+chunk] @ x.T
-        sums[i:i+chunk] = np.sqrt(np.maximum(d2, 0)) @ onehot
+        # in place, in two chunk x n buffers: for a 10k sample in chunks of 512, 80 MB
+        g = x[i:i+chunk] @ x.T
+        g *= 2
+        d = np.add(sq[i:i+chunk, None], sq[None], out=d2[:len(g)])
+        d -= g
+        np.maximum(d, 0, out=d)
+        sums[i:i+chunk] = np.sqrt(d, out=d) @ onehot
     res = {}
     for key, l, o0, o1 in zip(keys, labs, offs[:-1], offs[1:]):
         if not 2 <= o1 - o0 <= n - 1: res[key] = np.nan; continue
@@ -126,46 +144,150 @@ def _possible_ks(ks, n, n_distinct):
                       f"{min(n-1, n_distinct)} clusters; trying ks={ok} instead of {ks}")
     return ok
 
-# %% ../nbs/00_core.ipynb #ec59eaf6
-def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, **umap_kwargs) -> np.ndarray:
-    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32)"
+# %% ../nbs/00_core.ipynb #436c864b
+def _step(timer, name):
+    "`timer(name)`, or a context that does nothing when there is no `timer`"
+    return nullcontext() if timer is None else timer(name)
+
+# %% ../nbs/00_core.ipynb #eeb10eab
+#: Up to this many items the neighbour graph for UMAP is exact (brute force on every core); above it, UMAP's own
+#: approximate NN-descent (seeded, single-threaded) is cheaper than the quadratic exact search.
+EXACT_KNN_MAX = 60_000
+#: Below this many items UMAP computes all pairwise distances itself (nothing to precompute) and starts from its
+#: spectral layout; from this size up we give it the exact neighbour graph and start it from the PCA axes.
+UMAP_SMALL = 4096
+#: Items x epochs of UMAP's layout at most: UMAP's own 500 epochs on 10k items. Larger classes get fewer epochs than
+#: UMAP's 200 (down to 100 at 50k items), so the layout, single-threaded when seeded, stops growing with N.
+LAYOUT_BUDGET = 5_000_000
+#: The fewest layout epochs we use, whatever the size.
+MIN_EPOCHS = 100
+
+# %% ../nbs/00_core.ipynb #c987724b
+def pca_reduce(xs:np.ndarray, n_pca:int=50, seed=42) -> np.ndarray:
+    "PCA of the standardized `xs` to `n_pca` dims (float32); `xs` is overwritten"
+    n_pca = min(n_pca, len(xs) - 1, xs.shape[1])
+    # Large classes: 4 power iterations of the randomized SVD instead of scikit-learn's 7 for so few components;
+    # 40% less time (each is two passes over the matrix), and the 50 axes still hold 99.9% of the variance exact
+    # PCA's do (99.98% with 7; the leading axes, which carry the clusters, are the same).
+    power = 4 if len(xs) >= UMAP_SMALL else 'auto'
+    # `copy=False`: xs is our own copy, so PCA may centre (and square) it in place instead of copying it again
+    return PCA(n_pca, copy=False, random_state=seed, iterated_power=power).fit_transform(xs).astype(np.float32, copy=False)
+
+# %% ../nbs/00_core.ipynb #70e7220c
+def knn_graph(x:np.ndarray, n_neighbors:int=15):
+    "Exact `n_neighbors` nearest neighbours of every row of `x` (each row its own first neighbour, at distance 0), as UMAP's `precomputed_knn`"
+    from sklearn.neighbors import NearestNeighbors
+    # Brute force runs on every core and, being exact, is deterministic: no seed needed. `kneighbors()` without
+    # arguments leaves each row out of its own list; we put it back first at distance exactly 0, as UMAP expects
+    # (a rounding error of 1e-4 there would become UMAP's distance to the nearest neighbour).
+    dist, idx = NearestNeighbors(n_neighbors=n_neighbors - 1, algorithm='brute').fit(x).kneighbors()
+    n = len(x)
+    return (np.c_[np.arange(n), idx].astype(np.int32), np.c_[np.zeros(n), dist].astype(np.float32))
+
+# %% ../nbs/00_core.ipynb #970c2669
+def _use_exact_knn(n, umap_kwargs):
+    "Whether to give UMAP an exact neighbour graph: euclidean metric, and UMAP would otherwise run NN-descent"
+    return (UMAP_SMALL <= n <= EXACT_KNN_MAX and umap_kwargs.get('metric', 'euclidean') == 'euclidean'
+            and 'precomputed_knn' not in umap_kwargs and not umap_kwargs.get('unique', False))
+
+# %% ../nbs/00_core.ipynb #ee2a068a
+def spectral_pieces(graph, n_epochs=None) -> int:
+    "Connected pieces of UMAP's fuzzy `graph` left once UMAP drops the edges too weak to sample in `n_epochs`, as its spectral start sees them"
+    from scipy.sparse.csgraph import connected_components
+    g = graph.tocsr(copy=True)
+    # the rule of umap's `simplicial_set_embedding`: edges below max/n_epochs are dropped before the spectral layout
+    default = 500 if g.shape[0] <= 10_000 else 200
+    n_max = max(n_epochs) if isinstance(n_epochs, (list, tuple)) else (n_epochs or default)
+    g.data[g.data < g.data.max() / (n_max if n_max > 10 else default)] = 0
+    g.eliminate_zeros()
+    return connected_components(g)[0]
+
+# %% ../nbs/00_core.ipynb #da6f71e4
+@cache
+def _seeded_umap_class():
+    "A `umap.UMAP` whose spectral start falls back to the first two PCA axes where it would not be reproducible"
     import umap  # imported here: it is slow to import and only needed for this step
-    n, d = x.shape
-    xs = standardize(x)
-    n_pca = min(n_pca, n - 1, d)
-    # `copy=False`: xs is already our own copy, and already centred, so PCA need not make another
-    xp = PCA(n_pca, copy=False, random_state=seed).fit_transform(xs).astype(np.float32, copy=False)
-    del xs
-    kw = dict(n_components=2, n_neighbors=min(15, n - 1), random_state=seed)
+    class SeededUMAP(umap.UMAP):
+        def _fit_embed_data(self, X, n_epochs, init, random_state, **kwargs):
+            # With more pieces than 2 * n_components, UMAP places the pieces by a spectral embedding of their
+            # centroids; far-apart pieces make that matrix degenerate, and ARPACK then answers differently on every
+            # call within a process (its restart vectors come from a global random state), whatever the seed.
+            # Starting from the data's first PCA axes (our input is PCA coordinates) keeps the result a function of
+            # the seed.
+            if (isinstance(init, str) and init == 'spectral' and X.shape[1] >= self.n_components
+                and spectral_pieces(self.graph_, n_epochs) > 2 * self.n_components):
+                init = np.asarray(X[:, :self.n_components], dtype=np.float32)
+            return super()._fit_embed_data(X, n_epochs, init, random_state, **kwargs)
+    return SeededUMAP
+
+# %% ../nbs/00_core.ipynb #15ad0382
+def layout_epochs(n:int) -> int:
+    "UMAP's number of layout epochs for `n` items (500 up to 10k, 200 above), capped to `LAYOUT_BUDGET` items x epochs"
+    default = 500 if n <= 10_000 else 200
+    return int(min(default, max(MIN_EPOCHS, LAYOUT_BUDGET // n)))
+
+# %% ../nbs/00_core.ipynb #a09ca16b
+def umap_embed(xp:np.ndarray, seed=42, knn=None, **umap_kwargs) -> np.ndarray:
+    "UMAP of the PCA coordinates `xp` to 2-D (float32), from the neighbour graph `knn` where given"
+    n = len(xp)
+    kw = dict(n_components=2, n_neighbors=min(15, n - 1), random_state=seed, n_epochs=layout_epochs(n))
     # spectral initialisation needs more points than dimensions plus one; tiny classes start from random
-    if n <= 2 + n_pca: kw['init'] = 'random'
+    if n <= 2 + xp.shape[1]: kw['init'] = 'random'
+    # Large classes start from the first two PCA axes: as good a start (Kobak & Linderman 2021) and free, where the
+    # spectral one costs seconds of ARPACK on the whole graph (about 8 CPU seconds at 50k items here).
+    elif n >= UMAP_SMALL: kw['init'] = xp[:, :2]
+    if knn is not None: kw['precomputed_knn'] = knn
     if seed is None: kw['n_jobs'] = -1  # unseeded: UMAP may use every core (not reproducible)
     kw.update(umap_kwargs)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*n_jobs value.*overridden.*')
         warnings.filterwarnings('ignore', message='.*is too close to.*')
-        return umap.UMAP(**kw).fit_transform(xp).astype(np.float32, copy=False)
+        warnings.filterwarnings('ignore', message='.*knn_search_index.*')  # we never `transform` new data
+        return _seeded_umap_class()(**kw).fit_transform(xp).astype(np.float32, copy=False)
 
-# %% ../nbs/00_core.ipynb #436c864b
-def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, **umap_kwargs) -> Subclasses:
+# %% ../nbs/00_core.ipynb #a7d794bd
+def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> np.ndarray:
+    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32)"
+    with _step(timer, 'standardize'): xs = standardize(x)
+    with _step(timer, 'pca'): xp = pca_reduce(xs, n_pca, seed)
+    del xs
+    knn = None
+    if _use_exact_knn(len(xp), umap_kwargs):
+        with _step(timer, 'knn'): knn = knn_graph(xp, min(umap_kwargs.get('n_neighbors', 15), len(xp) - 1))
+    with _step(timer, 'umap'): return umap_embed(xp, seed, knn, **umap_kwargs)
+
+# %% ../nbs/00_core.ipynb #467b5b57
+def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
+    "{k: fitted `KMeans`} for every k in `ks`, on the 2-D `emb`"
+    from threadpoolctl import threadpool_limits
+    # One thread: 80 short fits on 2-D points are mostly k-means++ set-up, where threads only wait on each other;
+    # on a busy machine their spinning made this 4x slower (11.6 s against 2.7 s for 50k items). One thread also
+    # makes the sums, hence the labels, independent of the number of cores.
+    with threadpool_limits(1): return {k: KMeans(k, n_init=10, random_state=seed).fit(emb) for k in ks}
+
+# %% ../nbs/00_core.ipynb #5c1ec572
+def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> Subclasses:
     "Cluster the items of one class: standardize, PCA to `n_pca`, UMAP to 2-D, k-means for each k in `ks`, keep the best silhouette"
-    x = check_features(feats)
-    n = len(x)
-    if n < 3: raise ValueError(f"find_subclasses needs at least 3 items to find 2 clusters, got {n}; "
-                               "keep a class this small whole instead of undersampling it")
-    if (x.max(0) == x.min(0)).all(): return _one_cluster(np.zeros((n, 2), np.float32), f"all {n} feature vectors are identical")
-    emb = reduce_dims(x, n_pca, seed, **umap_kwargs)
+    with _step(timer, 'check'):
+        x = check_features(feats)
+        n = len(x)
+        if n < 3: raise ValueError(f"find_subclasses needs at least 3 items to find 2 clusters, got {n}; "
+                                   "keep a class this small whole instead of undersampling it")
+        constant = (x.max(0) == x.min(0)).all()
+    if constant: return _one_cluster(np.zeros((n, 2), np.float32), f"all {n} feature vectors are identical")
+    emb = reduce_dims(x, n_pca, seed, timer, **umap_kwargs)
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
     if not ks: return _one_cluster(emb, f"only {n_distinct} distinct points among {n} items")
-    fits = {k: KMeans(k, n_init=10, random_state=seed).fit(emb) for k in ks}
-    scores = silhouette_scores(emb, {k: f.labels_ for k,f in fits.items()}, seed=seed)
+    with _step(timer, 'kmeans'): fits = kmeans_fits(emb, ks, seed)
+    with _step(timer, 'silhouette'):
+        scores = silhouette_scores(emb, {k: f.labels_ for k,f in fits.items()}, seed=seed)
     scores = {k: s for k,s in scores.items() if np.isfinite(s)}
     if not scores: return _one_cluster(emb, "k-means found no two distinct clusters")
     best = max(scores, key=scores.get)
     return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores)
 
-# %% ../nbs/00_core.ipynb #5295a33c
+# %% ../nbs/00_core.ipynb #fb85124e
 def cluster_quotas(sizes, n:int) -> np.ndarray:
     "Split `n` over clusters of `sizes` as evenly as possible; a cluster smaller than its share gives all it has"
     sizes = np.asarray(sizes, dtype=np.int64)
@@ -182,15 +304,15 @@ def cluster_quotas(sizes, n:int) -> np.ndarray:
         break
     return q
 
-# %% ../nbs/00_core.ipynb #15ad0382
+# %% ../nbs/00_core.ipynb #eaedbd9e
 STRATEGIES = ('closest', 'farthest', 'random')
 
-# %% ../nbs/00_core.ipynb #f1579b48
+# %% ../nbs/00_core.ipynb #0d842568
 def _inner(dist, pct):
     "Mask of the items within the `pct`-th percentile of `dist` (the cluster without its outliers)"
     return dist <= np.percentile(dist, pct)
 
-# %% ../nbs/00_core.ipynb #a09ca16b
+# %% ../nbs/00_core.ipynb #09a2aeb7
 def _pick(members, dist, q, strategy, pct, rng):
     "`q` of `members` (one cluster) by `strategy`"
     if strategy == 'random': return rng.choice(members, q, replace=False)
@@ -202,7 +324,7 @@ def _pick(members, dist, q, strategy, pct, rng):
     if q <= len(pool): return members[pool[::-1][:q]]
     return members[np.r_[pool, outer[:q - len(pool)]]]  # more wanted than all pools hold: least outlying next
 
-# %% ../nbs/00_core.ipynb #a7d794bd
+# %% ../nbs/00_core.ipynb #5c2fd95e
 def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:float=80, seed=42) -> np.ndarray:
     "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest' or 'random')"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
@@ -223,10 +345,10 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
     picks = [_pick(m, dist[m], q, strategy, pct, rng) for m, q in zip(members, quotas) if q > 0]
     return np.sort(np.concatenate(picks))
 
-# %% ../nbs/00_core.ipynb #19216b63
+# %% ../nbs/00_core.ipynb #9ed04802
 _WORDS = ('auto', 'majority', 'not minority', 'not majority', 'all')
 
-# %% ../nbs/00_core.ipynb #743f2e67
+# %% ../nbs/00_core.ipynb #dad9ea31
 def target_counts(y, sampling_strategy='auto') -> dict:
     "{class: count to keep} for the classes to undersample, from imbalanced-learn's `sampling_strategy` words, a dict, a float or a callable"
     classes, counts = np.unique(y, return_counts=True)
@@ -246,7 +368,7 @@ def target_counts(y, sampling_strategy='auto') -> dict:
             'not majority': lambda c: size[c] != n_max, 'all': lambda c: True}[sampling_strategy]
     return {c: n_min for c in size if pick(c)}
 
-# %% ../nbs/00_core.ipynb #db1dd3cb
+# %% ../nbs/00_core.ipynb #04b0d50b
 class SubclassUndersampler(BaseEstimator):
     "Undersample classes to balanced subsets that keep every subclass; scikit-learn / imbalanced-learn resampler interface"
     def __init__(self, sampling_strategy='auto', strategy='closest', ks=range(2,10), n_pca=50, pct=80, random_state=None):

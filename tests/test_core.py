@@ -28,3 +28,21 @@ def test_resampler_keeps_every_digit_of_the_majority(digits):
     # the same seed gives the same rows
     again = SubclassUndersampler(strategy='closest', random_state=1).fit(Xi, yi).sample_indices_
     assert (again == rus.sample_indices_).all()
+
+def test_large_class_takes_the_fast_path_reproducibly():
+    "From `UMAP_SMALL` items up: exact neighbour graph and PCA start; the same seed gives the same map, twice in one process"
+    from contextlib import contextmanager
+    from sklearn.datasets import make_blobs
+    from fastai_subclass.core import UMAP_SMALL
+    sizes = [2000, 1400, 800, 400]
+    X, groups = make_blobs(sizes, n_features=64, cluster_std=3.0, center_box=(-6, 6), random_state=0)
+    assert len(X) >= UMAP_SMALL
+    steps = []
+    @contextmanager
+    def note(step): steps.append(step); yield
+    a = find_subclasses(X.astype(np.float32), seed=0, timer=note)
+    b = find_subclasses(X.astype(np.float32), seed=0)
+    assert 'knn' in steps
+    assert (a.embedding == b.embedding).all() and (a.labels == b.labels).all()
+    assert a.k == 4 and adjusted_rand_score(groups, a.labels) >= 0.9
+    assert (select_samples(a, 400, 'random', seed=0) == select_samples(b, 400, 'random', seed=0)).all()
