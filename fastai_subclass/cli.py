@@ -192,10 +192,8 @@ def run_subclass_undersampling(items:pd.DataFrame, out, n, classes=None, strateg
         f"{f' after {freeze_epochs} frozen' if freeze_epochs else ''} on {len(dls.train_ds)} training items")
     bars = (lambda learn: contextlib.nullcontext()) if progress else _quiet
     with bars(f0): train_recipe(f0, epochs, lr, freeze_epochs)
-    before, threads = _cache_state(cache_dir), torch.get_num_threads()
+    before = _cache_state(cache_dir)
     sel = subclass_undersample(f0, n, classes, strategy, layer, pct, seed, progress=progress, cache_dir=cache_dir, refresh=refresh)
-    # UMAP's numba (OpenMP layer) resets the OpenMP thread count that torch shares: set torch's back for f_u
-    torch.set_num_threads(threads)
     after = _cache_state(cache_dir)
     cache = ('off' if cache_dir is None else 'read from the cache' if after == before else 'extracted and cached')
     say(f"features: {cache}{'' if cache_dir is None else f' ({cache_dir})'}")

@@ -461,11 +461,9 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
             if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
         sub = [r for r in needs_f0 if r.spec['kind'] == 'subclass']
         if sub:
-            kw, threads = {'pct': 80, **ex.select_kwargs}, torch.get_num_threads()
-            try: sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec['strategy'], seed=seed, progress=False, **kw)
-            # numba's OpenMP pool (UMAP) resets the thread count torch shares with it; on a busy CPU more threads
-            # than asked for slow training many times, so the later runs get the count the experiment started with
-            finally: torch.set_num_threads(threads)
+            kw = {'pct': 80, **ex.select_kwargs}
+            # subclass_undersample restores torch's thread count, which UMAP's numba resets
+            sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec['strategy'], seed=seed, progress=False, **kw)
             for r in sub:
                 sel = reselect(sel0, r.spec['strategy'], kw['pct'], seed)
                 learn, facts = ex.train(r, sel.keep, start, base_batches)
