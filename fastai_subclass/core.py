@@ -46,8 +46,8 @@ def standardize(x:np.ndarray, chunk:int=512) -> np.ndarray:
     mean = x.mean(0, dtype=np.float64)
     # The spread is summed in float64 over row blocks, as `x.std(0, dtype=np.float64)` would give it (to the last
     # float32 bit: UMAP amplifies even such differences), but without its float64 copy of the whole matrix (twice
-    # the input's size). The result is the only full-size array made. Blocks of 512 rows of 2048 float64 (8 MB)
-    # stay in cache: twice as fast as blocks of 2048 rows.
+    # the input's size). The result is the only full-size array made. Blocks of 512 rows (8 MB of float64 at 2048
+    # columns) summed about twice as fast here as blocks of 2048 rows.
     ss = np.zeros(x.shape[1])
     for i in range(0, len(x), chunk):
         c = np.subtract(x[i:i+chunk], mean)
@@ -158,7 +158,8 @@ EXACT_KNN_MAX = 60_000
 #: spectral layout; from this size up we give it the exact neighbour graph and start it from the PCA axes.
 UMAP_SMALL = 4096
 #: Items x epochs of UMAP's layout at most (400 epochs on 10k items, 80 on 50k). Seeded, the layout runs on one
-#: core, about 0.14 s per epoch at 50k items here: this caps it near 11 s whatever the size.
+#: core, about 0.14 s per epoch at 50k items here: this caps it near 11 s up to 50k items (above, `MIN_EPOCHS`
+#: lets it grow with N again).
 LAYOUT_BUDGET = 4_000_000
 #: The fewest layout epochs we use, whatever the size.
 MIN_EPOCHS = 80
