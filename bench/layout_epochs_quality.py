@@ -2,8 +2,8 @@
 
 The layout is the one step of `find_subclasses` that runs on one core when seeded, so its epoch count
 (`core.layout_epochs`: `LAYOUT_BUDGET` items x epochs, at least `MIN_EPOCHS`) sets the speed of large classes. This
-script measures what fewer epochs cost. Standardize, PCA and the neighbour graph run once per data set; then, for every
-epoch count, the UMAP layout, k-means for k=2..9 and the silhouette choice of k, exactly as `find_subclasses` does.
+script measures what fewer epochs cost: `find_subclasses(..., n_epochs=e)` for every epoch count `e`, and the
+time of its layout step.
 
 Data: `digits` = scikit-learn's digits 0-4 (901 images of 64 pixels), each repeated `--reps` times with Gaussian noise
 (sd 2 grey levels: neighbouring copies of one image overlap, and digits touch); `blobs` = the ReLU features of six
@@ -14,6 +14,7 @@ Gaussian groups that `bench_core.py` times (`--spread` 0.7: groups that partly m
     .venv/bin/python bench/layout_epochs_quality.py --data blobs --n 50000 --spread 0.7
 """
 import argparse, os, sys, time
+from contextlib import contextmanager
 import numpy as np
 
 def digits_data(reps, seed, noise=2.0):
@@ -42,16 +43,13 @@ def main():
         else:
             from bench_core import make_features
             x, groups = make_features(args.n, seed=seed, spread=args.spread)
-        xp = core.pca_reduce(core.standardize(x), seed=seed)
-        knn = core.knn_graph(xp) if core._use_exact_knn(len(xp), {}) else None
         for ep in args.epochs:
-            t = time.perf_counter()
-            emb = core.umap_embed(xp, seed=seed, knn=knn, n_epochs=ep)
-            secs = time.perf_counter() - t
-            fits = core.kmeans_fits(emb, range(2, 10), seed)
-            scores = core.silhouette_scores(emb, {k: f.labels_ for k, f in fits.items()}, seed=seed)
-            k = max(scores, key=scores.get)
-            print(f"{args.data} n={len(x)} seed={seed} epochs={ep:4d}: layout {secs:5.1f} s, k={k}, "
-                  f"silhouette {scores[k]:.3f}, ARI {adjusted_rand_score(groups, fits[k].labels_):.3f}", flush=True)
+            secs = {}
+            @contextmanager
+            def timer(step):
+                t = time.perf_counter(); yield; secs[step] = time.perf_counter() - t
+            sc = core.find_subclasses(x, seed=seed, timer=timer, n_epochs=ep)
+            print(f"{args.data} n={len(x)} seed={seed} epochs={ep:4d}: layout {secs['umap']:5.1f} s, k={sc.k}, "
+                  f"silhouette {sc.silhouette:.3f}, ARI {adjusted_rand_score(groups, sc.labels):.3f}", flush=True)
 
 if __name__ == '__main__': main()
