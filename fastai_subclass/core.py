@@ -15,9 +15,10 @@ from sklearn.decomposition import PCA
 from sklearn.utils import _safe_indexing
 
 # %% auto #0
-__all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'STRATEGIES', 'check_features',
-           'standardize', 'silhouette_scores', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces',
-           'layout_epochs', 'umap_embed', 'reduce_dims', 'kmeans_fits', 'find_subclasses', 'cluster_quotas',
+__all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
+           'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Subclasses',
+           'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'reduce_dims', 'kmeans_fits',
+           'distinct_rows', 'find_subclasses', 'cluster_strength', 'cluster_quotas', 'spread_picks', 'copy_ranks',
            'select_samples', 'target_counts', 'SubclassUndersampler']
 
 # %% ../nbs/00_core.ipynb #557b6533
@@ -110,6 +111,8 @@ class Subclasses:
     centers: np.ndarray
     embedding: np.ndarray
     scores: dict = field(default_factory=dict)
+    reduced: np.ndarray|None = None  # N x n_pca: the standardized features after PCA (what `spread` spreads over)
+    duplicates: int = 0  # items whose feature row repeats an earlier item's
 
     @property
     def silhouette(self):
@@ -248,15 +251,16 @@ def umap_embed(xp:np.ndarray, seed=42, knn=None, **umap_kwargs) -> np.ndarray:
         return _seeded_umap_class()(**kw).fit_transform(xp).astype(np.float32, copy=False)
 
 # %% ../nbs/00_core.ipynb #a7d794bd
-def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> np.ndarray:
-    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32)"
+def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, return_pca:bool=False, **umap_kwargs) -> np.ndarray:
+    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32); `(pca, umap)` with `return_pca`"
     with _step(timer, 'standardize'): xs = standardize(x)
     with _step(timer, 'pca'): xp = pca_reduce(xs, n_pca, seed)
     del xs
     knn = None
     if _use_exact_knn(len(xp), umap_kwargs):
         with _step(timer, 'knn'): knn = knn_graph(xp, min(umap_kwargs.get('n_neighbors', 15), len(xp) - 1))
-    with _step(timer, 'umap'): return umap_embed(xp, seed, knn, **umap_kwargs)
+    with _step(timer, 'umap'): emb = umap_embed(xp, seed, knn, **umap_kwargs)
+    return (xp, emb) if return_pca else emb
 
 # %% ../nbs/00_core.ipynb #467b5b57
 def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
@@ -266,6 +270,17 @@ def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
     # on a busy machine their spinning made this 4x slower (11.6 s against 2.7 s for 50k items). One thread also
     # makes the sums, hence the labels, independent of the number of cores.
     with threadpool_limits(1): return {k: KMeans(k, n_init=10, random_state=seed).fit(emb) for k in ks}
+
+# %% ../nbs/00_core.ipynb #947d92ba
+def distinct_rows(x:np.ndarray) -> tuple:
+    "`(rows, inverse, counts)`: the distinct rows of `x` in order of first appearance, the row of each item, how often each occurs"
+    x = np.ascontiguousarray(x)
+    # one opaque bytes value per row: np.unique then compares whole rows at once (exact duplicates only)
+    _, first, inverse, counts = np.unique(x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel(),
+                                          return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order); rank[order] = np.arange(len(order))
+    return x[first[order]], rank[inverse.ravel()], counts[order]
 
 # %% ../nbs/00_core.ipynb #5c1ec572
 def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> Subclasses:
@@ -277,7 +292,17 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
                                    "keep a class this small whole instead of undersampling it")
         constant = (x.max(0) == x.min(0)).all()
     if constant: return _one_cluster(np.zeros((n, 2), np.float32), f"all {n} feature vectors are identical")
-    emb = reduce_dims(x, n_pca, seed, timer, **umap_kwargs)
+    rows, inverse, _ = distinct_rows(x)
+    if len(rows) < n:
+        warnings.warn(f"find_subclasses: {n - len(rows)} of the {n} feature rows are exact duplicates of others "
+                      f"({len(rows)} distinct); clustering the distinct rows, each copy joins its row's cluster")
+        if len(rows) == 2:  # two distinct images, each its own subclass; the silhouette is undefined
+            emb = np.eye(2, dtype=np.float32)
+            return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, emb[inverse], n - 2)
+        sc = find_subclasses(rows, ks, n_pca, seed, timer, **umap_kwargs)
+        return Subclasses(sc.labels[inverse], sc.k, sc.centers, sc.embedding[inverse], sc.scores,
+                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows))
+    xp, emb = reduce_dims(x, n_pca, seed, timer, return_pca=True, **umap_kwargs)
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
     if not ks: return _one_cluster(emb, f"only {n_distinct} distinct points among {n} items")
@@ -287,7 +312,40 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
     scores = {k: s for k,s in scores.items() if np.isfinite(s)}
     if not scores: return _one_cluster(emb, "k-means found no two distinct clusters")
     best = max(scores, key=scores.get)
-    return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores)
+    return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores, xp)
+
+# %% ../nbs/00_core.ipynb #64567135
+#: Clusters are weak below this stability (mean adjusted Rand index to reruns with other seeds) ...
+MIN_STABILITY = 0.6
+#: ... or below the null's silhouette plus this margin
+MIN_SILHOUETTE_GAIN = 0.1
+
+# %% ../nbs/00_core.ipynb #96733930
+def _null_silhouette(xp:np.ndarray, ks, seed) -> float:
+    "Best silhouette of the map + k-means chain on Gaussian noise with the per-axis spread of the PCA coordinates `xp`"
+    null = np.random.default_rng(seed).standard_normal(xp.shape).astype(np.float32) * xp.std(0)
+    emb = umap_embed(null, seed)
+    ks = _possible_ks(ks, len(emb), len(emb))
+    scores = silhouette_scores(emb, {k: f.labels_ for k, f in kmeans_fits(emb, ks, seed).items()}, seed=seed)
+    return max(scores.values())
+
+# %% ../nbs/00_core.ipynb #1cd4697a
+def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2, sample_size:int=2000, **umap_kwargs) -> dict:
+    "Silhouette, the null's silhouette and the stability across seeds of `find_subclasses` on (a sample of) `feats`; `weak` and why"
+    from sklearn.metrics import adjusted_rand_score
+    x = check_features(feats)
+    if len(x) > sample_size: x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample_size, replace=False))]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # duplicates and small-class notes were given by the main run already
+        runs = [find_subclasses(x, ks, n_pca, seed + i, **umap_kwargs) for i in range(reruns + 1)]
+    sc = runs[0]
+    if sc.k < 2: return dict(silhouette=np.nan, null_silhouette=np.nan, stability=np.nan, weak=True, why='one cluster only')
+    stability = float(np.mean([adjusted_rand_score(sc.labels, r.labels) for r in runs[1:]]))
+    null = _null_silhouette(sc.reduced, ks, seed)
+    why = ([f"their stability across seeds is {stability:.2f} (below {MIN_STABILITY})"] if stability < MIN_STABILITY else []) + \
+          ([f"their silhouette {sc.silhouette:.2f} is not {MIN_SILHOUETTE_GAIN} above that of structureless data ({null:.2f})"]
+           if sc.silhouette < null + MIN_SILHOUETTE_GAIN else [])
+    return dict(silhouette=sc.silhouette, null_silhouette=null, stability=stability, weak=bool(why), why='; '.join(why))
 
 # %% ../nbs/00_core.ipynb #fb85124e
 def cluster_quotas(sizes, n:int) -> np.ndarray:
@@ -307,7 +365,7 @@ def cluster_quotas(sizes, n:int) -> np.ndarray:
     return q
 
 # %% ../nbs/00_core.ipynb #eaedbd9e
-STRATEGIES = ('closest', 'farthest', 'random')
+STRATEGIES = ('closest', 'farthest', 'random', 'spread')
 
 # %% ../nbs/00_core.ipynb #0d842568
 def _inner(dist, pct):
@@ -315,20 +373,48 @@ def _inner(dist, pct):
     return dist <= np.percentile(dist, pct)
 
 # %% ../nbs/00_core.ipynb #09a2aeb7
-def _pick(members, dist, q, strategy, pct, rng):
-    "`q` of `members` (one cluster) by `strategy`"
-    if strategy == 'random': return rng.choice(members, q, replace=False)
-    order = np.lexsort((members, dist))  # nearest first; ties broken by index so picks are deterministic
-    if strategy == 'closest': return members[order[:q]]
-    # farthest: drop the outliers beyond the pct-th percentile of distance, then take the farthest that remain
-    inner = _inner(dist[order], pct)
-    pool, outer = order[inner], order[~inner]
-    if q <= len(pool): return members[pool[::-1][:q]]
-    return members[np.r_[pool, outer[:q - len(pool)]]]  # more wanted than all pools hold: least outlying next
+def spread_picks(coords:np.ndarray, q:int) -> np.ndarray:
+    "Positions of `q` rows of `coords` that cover them: farthest-point (k-centre greedy) order from the row nearest the mean"
+    coords = np.asarray(coords, dtype=np.float64)
+    first = int(np.linalg.norm(coords - coords.mean(0), axis=1).argmin())
+    picks, gap = [first], np.linalg.norm(coords - coords[first], axis=1)
+    gap[first] = -1
+    for _ in range(min(q, len(coords)) - 1):
+        i = int(gap.argmax())  # the row farthest from everything picked so far (lowest index on ties)
+        picks.append(i)
+        np.minimum(gap, np.linalg.norm(coords - coords[i], axis=1), out=gap)
+        gap[picks] = -1  # never twice, also where only copies of picked rows are left (gap 0)
+    return np.array(picks, dtype=np.int64)
+
+# %% ../nbs/00_core.ipynb #1e4d7307
+def copy_ranks(x:np.ndarray) -> np.ndarray:
+    "For every row of `x`: how many identical rows come before it (0 for the first copy of each distinct row)"
+    inv = distinct_rows(x)[1]
+    order = np.argsort(inv, kind='stable')
+    starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
+    ranks = np.empty(len(inv), dtype=np.int64)
+    ranks[order] = np.arange(len(inv)) - np.repeat(starts, np.diff(np.r_[starts, len(inv)]))
+    return ranks
+
+# %% ../nbs/00_core.ipynb #e7019b55
+def _pick(members, dist, q, strategy, pct, rng, coords=None, ranks=None):
+    "`q` of `members` (one cluster) by `strategy`; copies of an image (`ranks` > 0) only after every distinct one"
+    ranks = np.zeros(len(members), np.int64) if ranks is None else ranks[members]
+    if strategy == 'spread': return members[spread_picks(coords[members], q)]  # never picks a copy before the rest
+    if strategy == 'random': order = rng.permutation(len(members))
+    else:
+        order = np.lexsort((members, dist))  # nearest first; ties broken by index so picks are deterministic
+        if strategy == 'farthest':
+            # drop the outliers beyond the pct-th percentile of distance, take the farthest that remain, then the
+            # least outlying of the rest (only when more are wanted than the inner part holds)
+            inner = _inner(dist[order], pct)
+            order = np.r_[order[inner][::-1], order[~inner]]
+    order = order[np.argsort(ranks[order], kind='stable')]  # first copies first, in the strategy's order
+    return members[order[:q]]
 
 # %% ../nbs/00_core.ipynb #5c2fd95e
 def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:float=80, seed=42) -> np.ndarray:
-    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest' or 'random')"
+    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest', 'random' or 'spread')"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
     if int(n) != n or n <= 0: raise ValueError(f"n must be a positive whole number of items to keep, got {n}")
@@ -344,7 +430,10 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
         inner = np.array([_inner(dist[m], pct).sum() for m in members])
         if inner.sum() >= n: have = inner
     quotas = cluster_quotas(have, n)
-    picks = [_pick(m, dist[m], q, strategy, pct, rng) for m, q in zip(members, quotas) if q > 0]
+    # spread covers the PCA space the clusters were found from (the 2-D map where there is none)
+    coords = subclasses.embedding if subclasses.reduced is None else subclasses.reduced
+    ranks = copy_ranks(subclasses.embedding) if subclasses.duplicates else None
+    picks = [_pick(m, dist[m], q, strategy, pct, rng, coords, ranks) for m, q in zip(members, quotas) if q > 0]
     return np.sort(np.concatenate(picks))
 
 # %% ../nbs/00_core.ipynb #9ed04802
