@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.utils import _safe_indexing
 
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'STRATEGIES', 'check_features',

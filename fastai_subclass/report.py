@@ -8,8 +8,8 @@ import html, json, math, os, re, shutil, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
 from .select import SubclassSelection, take_items
-from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts, save_fig
-from .metrics import per_class_recall, balanced_accuracy, mean_roc_auc, multiclass_log_loss
+from .show import show_subclasses, show_cluster_grid, show_silhouettes, save_fig
+from .metrics import balanced_accuracy, mean_roc_auc, multiclass_log_loss
 
 # %% auto #0
 __all__ = ['evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures', 'report_summary',
