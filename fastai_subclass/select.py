@@ -378,6 +378,23 @@ def from_csv(cls:SubclassSelection, fname, dls=None, root=None) -> SubclassSelec
     if dls is not None: sel.positions(dls, root)  # every item there, with the same class: a clear error if not
     return sel
 
+# %% ../nbs/02_select.ipynb #0a854727
+def _split_keys(items, drop:set, root=None, get_file=None) -> list:
+    "Keys of the `items` a DataBlock splits, to compare with `drop`: as `unique_item_keys`, but DataFrame rows without `get_file` are named by the column of file names that ends every key in `drop`"
+    if not isinstance(items, pd.DataFrame) or get_file is not None: return unique_item_keys(items, root, get_file)
+    for col in items.columns:
+        vals = [Path(str(v)).as_posix() for v in items[col]]
+        have = set(vals)
+        if len(have) < len(vals): continue
+        found = {}  # column value -> the key it ends
+        for k in drop:
+            parts = k.split('/')
+            v = next((t for t in ('/'.join(parts[i:]) for i in range(len(parts))) if t in have), None)
+            if v is None: break
+            found[v] = k
+        else: return [found.get(v, v) for v in vals]
+    return unique_item_keys(items, root)
+
 # %% ../nbs/02_select.ipynb #2bfdc7db
 class SubclassSplitter:
     "DataBlock splitter: the `base` splitter's split, with the training items that `selection` left out removed"
@@ -387,7 +404,7 @@ class SubclassSplitter:
 
     def __call__(self, items):
         train, valid = self.base(items)
-        keys = unique_item_keys(items, self.root, self.get_file)
+        keys = _split_keys(items, self.drop, self.root, self.get_file)
         found = {keys[i] for i in train} & self.drop
         if len(found) < len(self.drop):
             raise ValueError(f"{len(self.drop) - len(found)} items to leave out are not in the training split of these items "
