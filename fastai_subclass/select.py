@@ -369,6 +369,9 @@ def from_csv(cls:SubclassSelection, fname, dls=None, root=None) -> SubclassSelec
     missing = [c for c in ('item', 'class', 'cluster', 'kept') if c not in df]
     if missing: raise ValueError(f"{fname} has no columns {missing}: it is not a saved selection (SubclassSelection.to_csv)")
     meta = json.loads(df['meta'].iloc[0]) if 'meta' in df and len(df) and df['meta'].iloc[0] else {}
+    if not meta and dls is not None:  # saved before the keys were relative: absolute paths under the loaders' folder
+        base = root if root is not None else dls.path
+        df['item'] = [_rel(k, base) if os.path.isabs(k) else k for k in df['item']]
     if len(set(df['item'])) < len(df): raise ValueError(f"{fname} names some items twice: it is not a saved selection")
     pos = {k: i for i, k in enumerate(df['item'])}
     classes = {c: _class_from_rows(c, g, pos, meta.get('classes', {}).get(c))

@@ -83,3 +83,13 @@ def test_moved_data_folder_reloads(saved, table, tmp_path):
 def test_not_a_selection_file(tmp_path):
     pd.DataFrame({'a': [1]}).to_csv(tmp_path/'x.csv', index=False)
     with pytest.raises(ValueError, match='not a saved selection'): SubclassSelection.from_csv(tmp_path/'x.csv')
+
+def test_a_selection_saved_by_the_old_format_loads(saved, tmp_path):
+    "Files written before: absolute paths as items, no x, y or meta columns"
+    dls, sel, fn = saved
+    df = pd.read_csv(fn)[['item', 'class', 'cluster', 'kept', 'layer']]
+    df['item'] = [str(SAMPLE/k) for k in df['item']]
+    df.to_csv(tmp_path/'old.csv', index=False)
+    back = SubclassSelection.from_csv(tmp_path/'old.csv', dls)
+    assert back.kept_keys == sel.kept_keys and kept(back, dls) == kept(sel, dls)
+    assert back.classes['vehicle'].subclasses is None  # no map saved then
