@@ -9,17 +9,15 @@ from contextlib import nullcontext
 from functools import cache
 from dataclasses import dataclass, field
 import numpy as np
-from sklearn.base import BaseEstimator
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
-from sklearn.utils import _safe_indexing
 
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
            'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Subclasses',
            'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'reduce_dims', 'kmeans_fits',
            'distinct_rows', 'find_subclasses', 'cluster_strength', 'cluster_quotas', 'spread_picks', 'copy_ranks',
-           'select_samples', 'target_counts', 'SubclassUndersampler']
+           'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -435,54 +433,3 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
     ranks = copy_ranks(subclasses.embedding) if subclasses.duplicates else None
     picks = [_pick(m, dist[m], q, strategy, pct, rng, coords, ranks) for m, q in zip(members, quotas) if q > 0]
     return np.sort(np.concatenate(picks))
-
-# %% ../nbs/00_core.ipynb #9ed04802
-_WORDS = ('auto', 'majority', 'not minority', 'not majority', 'all')
-
-# %% ../nbs/00_core.ipynb #dad9ea31
-def target_counts(y, sampling_strategy='auto') -> dict:
-    "{class: count to keep} for the classes to undersample, from imbalanced-learn's `sampling_strategy` words, a dict, a float or a callable"
-    classes, counts = np.unique(y, return_counts=True)
-    size = dict(zip(classes.tolist(), counts.tolist()))
-    if callable(sampling_strategy): sampling_strategy = sampling_strategy(y)
-    if isinstance(sampling_strategy, dict):
-        unknown = [c for c in sampling_strategy if c not in size]
-        if unknown: raise ValueError(f"sampling_strategy names classes {unknown} that are not in y; the classes are {list(size)}")
-        return {c: int(v) for c, v in sampling_strategy.items()}
-    if isinstance(sampling_strategy, float):
-        if len(size) != 2: raise ValueError(f"a float sampling_strategy is for two classes only; y has {len(size)}. Pass a dict {{class: count}}")
-        lo, hi = min(size, key=size.get), max(size, key=size.get)
-        return {hi: int(size[lo] / sampling_strategy)}
-    if sampling_strategy not in _WORDS: raise ValueError(f"sampling_strategy must be one of {_WORDS}, a dict {{class: count}}, a float or a callable; got {sampling_strategy!r}")
-    n_min, n_max = min(counts), max(counts)
-    pick = {'auto': lambda c: size[c] != n_min, 'not minority': lambda c: size[c] != n_min, 'majority': lambda c: size[c] == n_max,
-            'not majority': lambda c: size[c] != n_max, 'all': lambda c: True}[sampling_strategy]
-    return {c: n_min for c in size if pick(c)}
-
-# %% ../nbs/00_core.ipynb #04b0d50b
-class SubclassUndersampler(BaseEstimator):
-    "Undersample classes to balanced subsets that keep every subclass; scikit-learn / imbalanced-learn resampler interface"
-    def __init__(self, sampling_strategy='auto', strategy='closest', ks=range(2,10), n_pca=50, pct=80, random_state=None):
-        self.sampling_strategy, self.strategy, self.ks, self.n_pca, self.pct, self.random_state = sampling_strategy, strategy, ks, n_pca, pct, random_state
-
-    def fit(self, X, y):
-        "Find the subclasses and the items to keep; sets `sample_indices_`, `subclasses_` and `sampling_strategy_`"
-        y = np.asarray(y)
-        if len(y) != len(X): raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
-        self.sampling_strategy_ = target_counts(y, self.sampling_strategy)
-        keep, self.subclasses_ = [np.flatnonzero(~np.isin(y, list(self.sampling_strategy_)))], {}
-        feats = np.asarray(X)
-        for c, n in self.sampling_strategy_.items():
-            rows = np.flatnonzero(y == c)
-            if n >= len(rows):
-                warnings.warn(f"SubclassUndersampler: class {c!r} has {len(rows)} items, not more than the {n} asked for; keeping it whole")
-                keep.append(rows); continue
-            self.subclasses_[c] = sc = find_subclasses(feats[rows], self.ks, self.n_pca, self.random_state)
-            keep.append(rows[select_samples(sc, n, self.strategy, self.pct, self.random_state)])
-        self.sample_indices_ = np.sort(np.concatenate(keep))
-        return self
-
-    def fit_resample(self, X, y):
-        "The rows of `X` and `y` kept: all of the classes not undersampled, a balanced subset of the others"
-        idx = self.fit(X, y).sample_indices_
-        return _safe_indexing(X, idx), _safe_indexing(y, idx)

@@ -4,28 +4,26 @@
 
 # %% ../nbs/01_features.ipynb #e0da3602
 from __future__ import annotations
-import hashlib, json, math, warnings
+import hashlib, json, math, os, tempfile, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, torch
 from torch import nn
-from fastcore.basics import store_attr, first
+from fastcore.basics import first
 from fastprogress.fastprogress import progress_bar
 from fastai.layers import AdaptiveConcatPool2d
 from fastai.data.core import Datasets
 
 # %% auto #0
-__all__ = ['CANDIDATES', 'MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore',
+__all__ = ['MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore', 'atomic_write',
            'feature_cache_path', 'extract_features']
-
-# %% ../nbs/01_features.ipynb #ae822c78
-CANDIDATES = ('body', 'pool', 'linear')
 
 # %% ../nbs/01_features.ipynb #2f4819e9
 def candidate_layers(model:nn.Module) -> dict:
     "The paper's candidate layers of a fastai vision model: {'body': ..., 'pool': ..., 'linear': ...}"
     if not (isinstance(model, nn.Sequential) and len(model) == 2):
         raise ValueError("candidate_layers expects a fastai vision model, nn.Sequential(body, head) as `vision_learner` "
-                         f"makes it; got {type(model).__name__}. Name the modules to hook instead: layers={{'name': module}}")
+                         f"makes it; got {type(model).__name__}. Name the modules to hook instead: layer={{'name': module}}")
     body, head = model
     res = {'body': body}
     pool = first(m for m in head.modules() if isinstance(m, (AdaptiveConcatPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)))
@@ -36,18 +34,18 @@ def candidate_layers(model:nn.Module) -> dict:
     return res
 
 # %% ../nbs/01_features.ipynb #e662a7b5
-def resolve_layers(model:nn.Module, layers='auto') -> dict:
-    "{name: module} from `layers`: 'auto' (all candidates), a candidate name, a list of them, module paths ('1.4'), or a dict"
-    if isinstance(layers, dict): return dict(layers)
-    if isinstance(layers, nn.Module): return {'custom': layers}
+def resolve_layers(model:nn.Module, layer='auto') -> dict:
+    "{name: module} from `layer`: 'auto' (all candidates), a candidate name, a list of them, module paths ('1.4'), or a dict"
+    if isinstance(layer, dict): return dict(layer)
+    if isinstance(layer, nn.Module): return {'custom': layer}
     cands = candidate_layers(model) if isinstance(model, nn.Sequential) and len(model) == 2 else {}
-    if layers in ('auto', None): return cands or candidate_layers(model)
-    names = [layers] if isinstance(layers, str) else list(layers)
+    if layer in ('auto', None): return cands or candidate_layers(model)
+    names = [layer] if isinstance(layer, str) else list(layer)
     res = {}
     for name in names:
         if name in cands: res[name] = cands[name]; continue
         try: res[name] = model.get_submodule(name)
-        except AttributeError: raise ValueError(f"layer {name!r} is neither a candidate layer of this model {list(cands)} "
+        except AttributeError: raise ValueError(f"layer={name!r} is neither a candidate layer of this model {list(cands)} "
                                                 "nor a module path of it (e.g. '1.4'; see `model.named_modules()`)") from None
     return res
 
@@ -65,7 +63,7 @@ def sparse_projection(d:int, m:int, seed=42, device=None) -> torch.Tensor:
 class FeatureStore:
     "Rows of one layer's features, written batch by batch into a preallocated float32 array (projected if `proj`)"
     def __init__(self, n:int, dim:int, proj=None):
-        store_attr('n,dim,proj')
+        self.proj = proj
         self.feats = np.empty((n, dim if proj is None else proj.shape[1]), dtype=np.float32)
 
     @property
@@ -101,32 +99,78 @@ def _hash_weights(model, h):
     for k, v in model.state_dict().items():
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
 
+# %% ../nbs/01_features.ipynb #15365fed
+def _item_stamp(o, root='.') -> str:
+    "What identifies item `o` and its content: its text, and for a file (absolute or under `root`) its size and mtime"
+    s = str(o)
+    if not isinstance(o, (str, os.PathLike)): return s
+    try: st = (Path(s) if os.path.isabs(s) else Path(root)/s).stat()
+    except (OSError, ValueError): return s
+    return f"{s}\0{st.st_size}\0{st.st_mtime_ns}"
+
+# %% ../nbs/01_features.ipynb #b4f4f354
+@contextmanager
+def atomic_write(fn, mode='wb'):
+    "Open a unique temporary file next to `fn` and move it onto `fn` when the block ends without error: readers never see half a file, and writers of the same `fn` never collide"
+    fn = Path(fn)
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=fn.parent, prefix=f".{fn.name}.", suffix='.tmp')
+    try:
+        with os.fdopen(fd, mode) as f: yield f
+        os.replace(tmp, fn)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
 # %% ../nbs/01_features.ipynb #0c99b29f
-def feature_cache_path(learn, items, layers='auto', cache_dir='.', **settings) -> Path:
-    "Where the features of `items` through `learn`'s `layers` (with `settings`) are cached in `cache_dir`"
+def feature_cache_path(learn, items, layer='auto', cache_dir='.', **settings) -> Path:
+    "Where the features of `items` through `learn`'s `layer` (with `settings`) are cached in `cache_dir`"
     h = hashlib.sha1()
     _hash_weights(learn.model, h)
-    for o in items.index if hasattr(items, 'index') and hasattr(items, 'iloc') else items: h.update(str(o).encode() + b'\0')
-    mods = resolve_layers(learn.model, layers)
+    root = getattr(learn.dls, 'path', '.')
+    if hasattr(items, 'iloc'):  # a DataFrame: each row's index label and cells, files among them with their version
+        for key, row in zip(items.index, items.itertuples(index=False)):
+            h.update(str(key).encode() + b'\0' + b'\0'.join(_item_stamp(o, root).encode() for o in row) + b'\0\0')
+    else:
+        for o in items: h.update(_item_stamp(o, root).encode() + b'\0')
+    mods = resolve_layers(learn.model, layer)
     h.update(json.dumps({k: repr(m) for k, m in mods.items()}, sort_keys=True).encode())
     dl = learn.dls.valid
     h.update(repr((list(dl.after_item.fs), list(dl.after_batch.fs), sorted(settings.items()))).encode())
     return Path(cache_dir)/f"features-{h.hexdigest()[:20]}.npz"
 
-# %% ../nbs/01_features.ipynb #514f41ed
-def extract_features(learn, items, layers='auto', max_bytes:int=MAX_FEATURE_BYTES, proj_dim:int=4096, seed=42,
-                     bs:int=None, progress:bool=True, cache_dir=None, refresh:bool=False) -> dict:
-    "{layer: N x d float32 array} of `items` through `learn.model`, all `layers` in one pass without augmentation"
-    if cache_dir is not None:
-        fn = feature_cache_path(learn, items, layers, cache_dir, max_bytes=max_bytes, proj_dim=proj_dim, seed=seed)
-        if fn.exists() and not refresh:
-            with np.load(fn) as f: return {k: f[k] for k in f.files}
-        res = extract_features(learn, items, layers, max_bytes, proj_dim, seed, bs, progress)
-        fn.parent.mkdir(parents=True, exist_ok=True)
-        tmp = fn.with_suffix('.tmp.npz')
-        np.savez(tmp, **res); tmp.replace(fn)  # written whole, then moved: a crash leaves no half file
+# %% ../nbs/01_features.ipynb #3e1a99ec
+def _read_cache(fn, n:int):
+    "The features cached in `fn` ({layer: array} of `n` rows), or None if there are none; a corrupt file is named in a warning and recomputed"
+    if not Path(fn).exists(): return None
+    try:
+        with np.load(fn) as f: res = {k: f[k] for k in f.files}
+        if not res or any(len(v) != n for v in res.values()): raise ValueError(f"not {n} rows of features")
         return res
-    mods = resolve_layers(learn.model, layers)
+    except Exception as e:
+        warnings.warn(f"extract_features: the feature cache {fn} cannot be read ({type(e).__name__}: {e}); computing the features again")
+        return None
+
+# %% ../nbs/01_features.ipynb #514f41ed
+def extract_features(learn, items,
+                     layer='auto', # the layer(s) to hook: 'auto' (all candidates), 'body', 'pool', 'linear', a module path ('1.4'), a list of them or a dict {name: module}
+                     max_bytes:int=MAX_FEATURE_BYTES, # memory budget of all layers' features; layers beyond it are randomly projected
+                     proj_dim:int=4096, # columns of a projected layer
+                     seed=42, # seed of the random projection
+                     bs:int=None, # batch size of the extraction (default: the loaders')
+                     progress:bool=True, # show a progress bar
+                     cache_dir=None, # folder to cache the features in (keyed on weights, items and their files' size and mtime, layers, transforms and settings)
+                     refresh:bool=False, # recompute even if cached
+                    ) -> dict:
+    "{layer: N x d float32 array} of `items` through `learn.model`, all `layer`s in one pass without augmentation"
+    if cache_dir is not None:
+        fn = feature_cache_path(learn, items, layer, cache_dir, max_bytes=max_bytes, proj_dim=proj_dim, seed=seed)
+        res = None if refresh else _read_cache(fn, len(items))
+        if res is not None: return res
+        res = extract_features(learn, items, layer, max_bytes, proj_dim, seed, bs, progress)
+        with atomic_write(fn) as f: np.savez(f, **res)
+        return res
+    mods = resolve_layers(learn.model, layer)
     dl = learn.dls.test_dl(items, bs=bs or learn.dls.bs)  # validation transforms, no shuffle, no dropped batch
     n, stores, pending, pos = len(dl.dataset), {}, {}, [0]
     if n == 0: raise ValueError("extract_features got no items")
@@ -171,5 +215,5 @@ def extract_features(learn, items, layers='auto', max_bytes:int=MAX_FEATURE_BYTE
         model.train(was_training)
     if pending: _allocate()
     missing = [k for k in mods if k not in stores]
-    if missing: raise ValueError(f"layers {missing} were not called in the model's forward pass; hook modules the model runs")
+    if missing: raise ValueError(f"layer={missing} were not called in the model's forward pass; hook modules the model runs")
     return {k: stores[k].feats for k in mods}

@@ -4,16 +4,16 @@
 
 # %% ../nbs/08_report.ipynb #14bcc34f
 from __future__ import annotations
-import html, json, math, os, re
+import html, json, math, os, re, shutil, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
 from .select import SubclassSelection, take_items
-from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts, save_fig
-from .metrics import per_class_recall, balanced_accuracy, mean_roc_auc, multiclass_log_loss
+from .show import show_subclasses, show_cluster_grid, show_silhouettes, save_fig
+from .metrics import balanced_accuracy, mean_roc_auc, multiclass_log_loss
 
 # %% auto #0
-__all__ = ['REPORT_FILES', 'evaluate_learner', 'file_stem', 'class_images', 'report_figures', 'report_summary', 'report_html',
-           'write_report']
+__all__ = ['evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures', 'report_summary',
+           'report_html', 'write_report']
 
 # %% ../nbs/08_report.ipynb #e87c5ea6
 def _or_nan(f, *args, **kwargs) -> float:
@@ -45,35 +45,46 @@ def file_stem(name, taken=()) -> str:
     return res
 
 # %% ../nbs/08_report.ipynb #d7e7a129
-def class_images(selection:SubclassSelection, cls) -> list:
-    "The images of the items of class `cls`, for thumbnails: the file paths where the items are files, else the decoded images"
+def class_items(selection:SubclassSelection, cls, dls=None) -> list:
+    "The items of class `cls`: from the training items of `dls` where given (found by key), else the files the keys name under `selection.path`"
     cs = selection.classes[cls]
-    items = take_items(selection.items, cs.idx)
-    if not isinstance(items, pd.DataFrame) and all(isinstance(o, (str, os.PathLike)) for o in items): return list(items)
-    # e.g. rows of a DataFrame: the Datasets' first transform list opens the image of an item
-    x = selection.dls.train_ds.tls[0]
-    return [x[int(i)] for i in cs.idx]
+    if dls is None: return [Path(selection.path or '.')/selection.keys[i] for i in cs.idx]
+    items = take_items(dls.train_ds.items, selection.positions(dls)[cs.idx])
+    return items if isinstance(items, pd.DataFrame) else list(items)
+
+# %% ../nbs/08_report.ipynb #adf687fd
+def class_images(selection:SubclassSelection, cls, dls=None) -> list:
+    "The images of the items of class `cls`, for thumbnails: file paths where the items are files, else the images `dls` decodes"
+    items = class_items(selection, cls, dls)
+    if not isinstance(items, pd.DataFrame): return items
+    # rows of a DataFrame: the Datasets' first transform list opens the image of an item
+    x, pos = dls.train_ds.tls[0], selection.positions(dls)[selection.classes[cls].idx]
+    return [x[int(i)] for i in pos]
 
 # %% ../nbs/08_report.ipynb #c61c862b
 def _finite(x): return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and np.isfinite(x)
 
+# %% ../nbs/08_report.ipynb #5d1a0063
+def class_stems(selection:SubclassSelection) -> dict:
+    "{class: the unique file-name part of its figures and its page section}"
+    stems = {}
+    for c in selection.classes: stems[c] = file_stem(c, set(stems.values()))
+    return stems
+
 # %% ../nbs/08_report.ipynb #7fd96414
-def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dpi:int=100) -> dict:
+def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dpi:int=100, dls=None) -> dict:
     "Save the report's PNGs in `out_dir`: {'counts': file, class: {'map', 'silhouettes', 'grid', 'dropped': file}} (names relative to `out_dir`)"
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    counts = selection.counts()
-    res = {'counts': save_fig(show_class_counts(counts['before'], counts['after']), out_dir/'class_counts.png', dpi).name}
-    stems = set()
-    for c, cs in selection.classes.items():
-        stem = file_stem(c, stems); stems.add(stem)
-        figs = {}
+    res = {'counts': save_fig(selection.plot_counts(), out_dir/'class_counts.png', dpi).name}
+    for c, stem in class_stems(selection).items():
+        cs, figs = selection.classes[c], {}
         if cs.subclasses is not None:
             figs['map'] = show_subclasses(cs.subclasses, cs.kept, title=f"{c}: {cs.k} subclasses in layer {cs.layer} "
                                           f"(silhouette {cs.subclasses.silhouette:.2f}), {len(cs.kept)} of {len(cs.idx)} kept")
             sil = cs.scores[cs.layer].get(cs.k)
             figs['silhouettes'] = show_silhouettes(cs.scores, chosen=(cs.layer, cs.k) if _finite(sil) else None,
                                                    title=f"{c}: silhouette of the k-means clusters")
-        imgs, seed = class_images(selection, c), selection.seed if selection.seed is not None else 42
+        imgs, seed = class_images(selection, c, dls), selection.seed if selection.seed is not None else 42
         figs['grid'] = show_cluster_grid(imgs, cs.labels, cs.kept, n_per_cluster=n_per_cluster, seed=seed,
                                          title=f"{c}: {n_per_cluster} images per subclass, kept ones framed and first")
         # the kept ones come first in that grid: show what was left out on its own
@@ -94,16 +105,17 @@ def _json_value(o):
     return o
 
 # %% ../nbs/08_report.ipynb #56d41dea
-def _truth_table(selection:SubclassSelection, cls, truth) -> dict:
+def _truth_table(selection:SubclassSelection, cls, truth, dls=None) -> dict:
     "{group: {'items': n, 'kept': n, 'clusters': [n per cluster]}} of the known `truth(item)` groups of class `cls`"
-    cs = selection.classes[cls]
-    groups = np.array([str(truth(o)) for o in take_items(selection.items, cs.idx)])
+    cs, items = selection.classes[cls], class_items(selection, cls, dls)
+    rows = (r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items
+    groups = np.array([str(truth(o)) for o in rows])
     kept = np.zeros(len(groups), bool); kept[cs.kept] = True
     return {g: dict(items=int((groups == g).sum()), kept=int(kept[groups == g].sum()),
                     clusters=np.bincount(cs.labels[groups == g], minlength=cs.k).tolist()) for g in sorted(set(groups))}
 
 # %% ../nbs/08_report.ipynb #60e4637f
-def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict=None, notes=None, truth=None) -> dict:
+def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict=None, notes=None, truth=None, dls=None) -> dict:
     "The numbers of the report as plain (JSON-able) data: settings, class counts, per class layer/k/silhouettes/clusters, metrics"
     counts = selection.counts()
     classes = {c: dict(layer=cs.layer, k=cs.k, silhouette=cs.subclasses.silhouette if cs.subclasses is not None else None,
@@ -111,8 +123,8 @@ def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict
                        kept_per_cluster=cs.kept_per_cluster.tolist(), scores=cs.scores)
                for c, cs in selection.classes.items()}
     if truth is not None:
-        for c in classes: classes[c]['truth'] = _truth_table(selection, c, truth)
-    return _json_value(dict(strategy=selection.strategy, seed=selection.seed, settings=settings or {},
+        for c in classes: classes[c]['truth'] = _truth_table(selection, c, truth, dls)
+    return _json_value(dict(strategy=selection.strategy, seed=selection.seed, pct=selection.pct, settings=settings or {},
                             counts={c: dict(before=int(r.before), after=int(r.after)) for c, r in counts.iterrows()},
                             classes=classes, metrics=metrics or {}, notes=list(notes or [])))
 
@@ -155,49 +167,52 @@ def _metrics_table(metrics:dict) -> str:
     return _table('metrics', ['metric'] + models, rows, 'Scores on the validation set')
 
 # %% ../nbs/08_report.ipynb #8ef8dfff
-def _class_section(c, info:dict, figs:dict) -> str:
-    "The section of one undersampled class: its numbers, silhouettes, clusters and figures"
-    stem = Path(figs['grid']).stem[len('grid_'):]
-    parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(c))}</code></h2>',
-             f"<p>{info['kept']} of {info['items']} items kept, equally from each of its {info['k']} subclasses "
-             f"(k-means in the layer <code>{html.escape(str(info['layer']))}</code>, silhouette {_fmt(info['silhouette'])}).</p>"]
-    scores = info['scores']
-    if scores:
+def _class_section(cs, stem:str, figs:dict, truth:dict=None) -> str:
+    "The section of one undersampled class `cs` (a `ClassSelection`): its numbers, silhouettes, clusters and figures"
+    sil = cs.subclasses.silhouette if cs.subclasses is not None else None
+    parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(cs.name))}</code></h2>',
+             f"<p>{len(cs.kept)} of {len(cs.idx)} items kept, equally from each of its {cs.k} subclasses "
+             f"(k-means in the layer <code>{html.escape(str(cs.layer))}</code>, silhouette {_fmt(sil)}).</p>"]
+    scores = cs.scores
+    if any(scores.values()):
         ks = sorted({int(k) for s in scores.values() for k in s})
-        rows = [[html.escape(str(l))] + [(('chosen', _fmt(s.get(str(k), s.get(k)))) if l == info['layer'] and k == info['k'] else
-                                          _fmt(s.get(str(k), s.get(k)))) for k in ks] for l, s in scores.items()]
+        rows = [[html.escape(str(l))] + [(('chosen', _fmt(s.get(k))) if l == cs.layer and k == cs.k else _fmt(s.get(k))) for k in ks]
+                for l, s in scores.items()]
         parts.append(_table(f'silhouettes-{stem}', ['layer \\ k'] + ks, rows, 'Silhouette of every (layer, k); the chosen one marked'))
-    rows = [[str(i), str(n), str(m)] for i, (n, m) in enumerate(zip(info['cluster_sizes'], info['kept_per_cluster']))]
-    rows.append(['all', str(info['items']), str(info['kept'])])
+    rows = [[str(i), str(n), str(m)] for i, (n, m) in enumerate(zip(cs.sizes, cs.kept_per_cluster))]
+    rows.append(['all', str(len(cs.idx)), str(len(cs.kept))])
     parts.append(_table(f'clusters-{stem}', ['subclass', 'items', 'kept'], rows, 'Subclasses: items and kept items'))
-    if info.get('truth'):
-        rows = [[html.escape(g), *map(str, v['clusters']), str(v['items']), str(v['kept'])] for g, v in info['truth'].items()]
-        parts.append(_table(f'truth-{stem}', ['known group'] + [f'in {i}' for i in range(info['k'])] + ['items', 'kept'], rows,
+    if truth:
+        rows = [[html.escape(g), *map(str, v['clusters']), str(v['items']), str(v['kept'])] for g, v in truth.items()]
+        parts.append(_table(f'truth-{stem}', ['known group'] + [f'in {i}' for i in range(cs.k)] + ['items', 'kept'], rows,
                             'Known groups of the items: in which subclass they fell, and how many were kept'))
-    parts.append('<div class="figs">' + ''.join(_img(figs[k], f"{k} of {c}") for k in ('map', 'silhouettes') if k in figs) + '</div>')
-    parts.append(_img(figs['grid'], f"thumbnails of the subclasses of {c}"))
-    if 'dropped' in figs: parts.append(_img(figs['dropped'], f"thumbnails of the items of {c} left out"))
+    parts.append('<div class="figs">' + ''.join(_img(figs[k], f"{k} of {cs.name}") for k in ('map', 'silhouettes') if k in figs) + '</div>')
+    parts.append(_img(figs['grid'], f"thumbnails of the subclasses of {cs.name}"))
+    if 'dropped' in figs: parts.append(_img(figs['dropped'], f"thumbnails of the items of {cs.name} left out"))
     parts.append('</section>')
     return '\n'.join(parts)
 
 # %% ../nbs/08_report.ipynb #287cc841
-def report_html(summary:dict, figures:dict, files=(), title:str='Subclass undersampling report') -> str:
-    "The report's `index.html`: settings, class counts, scores, then a section per undersampled class with its tables and figures"
+def report_html(selection:SubclassSelection, figures:dict, metrics:dict=None, settings:dict=None, notes=None, truth=None,
+                dls=None, files=(), title:str='Subclass undersampling report') -> str:
+    "The report's `index.html` of `selection`: settings, class counts, scores, then a section per undersampled class with its tables and `figures`"
     parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
              f'<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>']
-    parts += [f'<p class="note">{html.escape(n)}</p>' for n in summary.get('notes', [])]
-    counts = summary['counts']
-    rows = [[html.escape(str(c)), str(v['before']), str(v['after'])] for c, v in counts.items()]
-    rows.append(['all', str(sum(v['before'] for v in counts.values())), str(sum(v['after'] for v in counts.values()))])
+    parts += [f'<p class="note">{html.escape(n)}</p>' for n in (notes or [])]
+    counts = selection.counts()
+    rows = [[html.escape(str(c)), str(r.before), str(r.after)] for c, r in counts.iterrows()]
+    rows.append(['all', str(counts.before.sum()), str(counts.after.sum())])
     parts += ['<h2>Training items per class</h2>', '<div class="figs">',
               _table('counts', ['class', 'before', 'after'], rows), _img(figures['counts'], 'class counts before and after'), '</div>']
-    if summary.get('metrics'): parts += ['<h2>Models</h2>', _metrics_table(summary['metrics'])]
-    classes = summary['classes']
-    rows = [[f'<a href="#class-{html.escape(Path(figures[c]["grid"]).stem[len("grid_"):])}">{html.escape(str(c))}</a>',
-             html.escape(str(v['layer'])), str(v['k']), _fmt(v['silhouette']), str(v['items']), str(v['kept'])] for c, v in classes.items()]
+    if metrics: parts += ['<h2>Models</h2>', _metrics_table(metrics)]
+    stems = class_stems(selection)
+    rows = [[f'<a href="#class-{html.escape(stems[c])}">{html.escape(str(c))}</a>', html.escape(str(cs.layer)), str(cs.k),
+             _fmt(cs.subclasses.silhouette if cs.subclasses is not None else None), str(len(cs.idx)), str(len(cs.kept))]
+            for c, cs in selection.classes.items()]
     parts += ['<h2>Undersampled classes</h2>', _table('classes', ['class', 'layer', 'k', 'silhouette', 'items', 'kept'], rows)]
-    parts += [_class_section(c, v, figures[c]) for c, v in classes.items()]
-    settings = dict(summary.get('settings', {}), strategy=summary.get('strategy'), seed=summary.get('seed'))
+    parts += [_class_section(cs, stems[c], figures[c], _truth_table(selection, c, truth, dls) if truth else None)
+              for c, cs in selection.classes.items()]
+    settings = dict(settings or {}, strategy=selection.strategy, seed=selection.seed, pct=selection.pct)
     parts += ['<section><h2>Settings</h2>', _table('settings', ['setting', 'value'], [[html.escape(str(k)), _fmt(v)] for k, v in settings.items()]),
               '</section>']
     if files: parts += ['<section><h2>Files</h2><ul>'] + [f'<li><a href="{html.escape(f)}">{html.escape(f)}</a></li>' for f in files] + ['</ul></section>']
@@ -205,11 +220,14 @@ def report_html(summary:dict, figures:dict, files=(), title:str='Subclass unders
     return '\n'.join(parts)
 
 # %% ../nbs/08_report.ipynb #e6408ec2
-def _kept_items_table(selection:SubclassSelection) -> pd.DataFrame:
+def _kept_items_table(selection:SubclassSelection, dls=None) -> pd.DataFrame:
     "The kept training items and their classes: columns `path`, `label` for file items, else the item rows plus `label`"
-    items, labels = selection.kept_items, np.asarray(selection.labels)[selection.keep]
-    if isinstance(items, pd.DataFrame): return items.assign(label=labels) if 'label' not in items else items
-    return pd.DataFrame({'path': [str(o) for o in items], 'label': labels})
+    labels = np.asarray(selection.labels)[selection.keep]
+    if dls is not None and isinstance(dls.train_ds.items, pd.DataFrame):
+        items = take_items(dls.train_ds.items, selection.positions(dls)[selection.keep])
+        return items.assign(label=labels) if 'label' not in items else items
+    root = Path(selection.path or '.')
+    return pd.DataFrame({'path': [str(root/k) for k in selection.kept_keys], 'label': labels})
 
 # %% ../nbs/08_report.ipynb #5fb21fda
 def _learner_metrics(learn) -> dict:
@@ -217,28 +235,63 @@ def _learner_metrics(learn) -> dict:
     f0 = getattr(learn, 'f0', None)
     return {'f0': evaluate_learner(f0), 'f_u': evaluate_learner(learn)} if f0 is not None else {'f0': evaluate_learner(learn)}
 
-# %% ../nbs/08_report.ipynb #d00a9d6b
-REPORT_FILES = ('index.html', 'class_counts.png', 'selection.csv', 'kept_items.csv', 'summary.csv', 'summary.json', 'counts.csv')
-
 # %% ../nbs/08_report.ipynb #c2097cb3
-def write_report(selection:SubclassSelection, out_dir, learn=None, metrics:dict=None, settings:dict=None, notes=None,
-                 title:str='Subclass undersampling report', truth=None, n_per_cluster:int=8, dpi:int=100) -> Path:
-    "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`; scores from `metrics` or from evaluating `learn`; returns the index.html path"
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+def _check_out_dir(out_dir:Path, overwrite:bool):
+    "A clear error, before any work, if `out_dir` is a file or already holds files and `overwrite` is False"
+    if out_dir.exists() and not out_dir.is_dir(): raise NotADirectoryError(f"{out_dir} is a file: give a folder for the report")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds files (a previous report?): pass overwrite=True to replace them, or another folder")
+
+# %% ../nbs/08_report.ipynb #fe5f05b6
+def _swap_in(tmp:Path, out_dir:Path):
+    "Move the finished folder `tmp` onto `out_dir`, the old one removed: a reader finds the old report or the new one, never a mix"
+    umask = os.umask(0); os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is as any other
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f'.{out_dir.name}.old-{os.getpid()}-{tmp.name[-8:]}')
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/08_report.ipynb #6c80eb53
+def write_report(selection:SubclassSelection, # the selection to report, as `subclass_undersample` or `SubclassSelection.from_csv` gives it
+                 out_dir, # the report folder; written whole in a temporary folder next to it, then moved into place
+                 learn=None, # a learner to score (with `f0` after `subclass_fine_tune`: both are scored), where `metrics` is not given
+                 metrics:dict=None, # {model: {metric: value}} to show
+                 settings:dict=None, # more settings to list (data, arch, ...)
+                 notes=None, # lines of text for the top of the page
+                 title:str='Subclass undersampling report',
+                 truth=None, # a function item -> its known group, to tabulate the clusters against
+                 n_per_cluster:int=8, # thumbnails per subclass
+                 dpi:int=100,
+                 dls=None, # loaders over the training items, for images the keys don't name as files (DataFrame rows, moved data)
+                 overwrite:bool=False, # replace a report already in `out_dir`
+                ) -> Path:
+    "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`; returns the index.html path"
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, overwrite)
     if metrics is None and learn is not None: metrics = _learner_metrics(learn)
-    figures = report_figures(selection, out_dir, n_per_cluster, dpi)
-    selection.to_csv(out_dir/'selection.csv')
-    _kept_items_table(selection).to_csv(out_dir/'kept_items.csv', index=False)
-    summ_df = selection.summary()
-    for col in ('cluster_sizes', 'kept_per_cluster'): summ_df[col] = summ_df[col].map(lambda o: ' '.join(map(str, o)))
-    summ_df.to_csv(out_dir/'summary.csv')
-    selection.counts().rename_axis('class').to_csv(out_dir/'counts.csv')
-    files = ['selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json']
-    if metrics:
-        pd.DataFrame(metrics).rename_axis('metric').to_csv(out_dir/'metrics.csv')
-        files.append('metrics.csv')
-    summary = report_summary(selection, metrics, settings, notes, truth)
-    (out_dir/'summary.json').write_text(json.dumps(dict(summary, figures=figures, files=files), indent=1, allow_nan=False))
-    index = out_dir/'index.html'
-    index.write_text(report_html(summary, figures, files, title), encoding='utf-8')
-    return index
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))
+    try:
+        figures = report_figures(selection, tmp, n_per_cluster, dpi, dls)
+        selection.to_csv(tmp/'selection.csv')
+        _kept_items_table(selection, dls).to_csv(tmp/'kept_items.csv', index=False)
+        summ_df = selection.summary()
+        for col in ('cluster_sizes', 'kept_per_cluster'): summ_df[col] = summ_df[col].map(lambda o: ' '.join(map(str, o)))
+        summ_df.to_csv(tmp/'summary.csv')
+        selection.counts().rename_axis('class').to_csv(tmp/'counts.csv')
+        files = ['selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json']
+        if metrics:
+            pd.DataFrame(metrics).rename_axis('metric').to_csv(tmp/'metrics.csv')
+            files.append('metrics.csv')
+        summary = report_summary(selection, metrics, settings, notes, truth, dls)
+        (tmp/'summary.json').write_text(json.dumps(dict(summary, figures=figures, files=files), indent=1, allow_nan=False))
+        (tmp/'index.html').write_text(report_html(selection, figures, metrics, settings, notes, truth, dls, files, title), encoding='utf-8')
+        _check_out_dir(out_dir, overwrite)  # again: another process may have written there meanwhile
+        _swap_in(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir/'index.html'

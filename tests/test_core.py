@@ -2,7 +2,8 @@
 import numpy as np, pytest
 from sklearn.datasets import load_digits
 from sklearn.metrics import adjusted_rand_score
-from fastai_subclass.core import SubclassUndersampler, find_subclasses, select_samples
+from fastai_subclass.core import find_subclasses, select_samples
+from fastai_subclass.sampler import SubclassUndersampler
 
 @pytest.fixture(scope='module')
 def digits(): return load_digits(return_X_y=True)
@@ -26,7 +27,9 @@ def test_resampler_keeps_every_digit_of_the_majority(digits):
     kept_digits = np.bincount(sub[rus.sample_indices_][yr == 0], minlength=5)
     assert rus.subclasses_[0].k == 5 and kept_digits.min() >= 18, kept_digits
     # the same seed gives the same rows
-    again = SubclassUndersampler(strategy='closest', random_state=1).fit(Xi, yi).sample_indices_
+    again = SubclassUndersampler(strategy='closest', random_state=1)
+    again.fit_resample(Xi, yi)
+    again = again.sample_indices_
     assert (again == rus.sample_indices_).all()
 
 def test_large_class_takes_the_fast_path_reproducibly():
