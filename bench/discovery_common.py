@@ -71,7 +71,7 @@ def train_model(items:pd.DataFrame, setting:str, comp:str, seed:int, keep_start:
 def test_scores(learn, items:pd.DataFrame) -> dict:
     "Mean one-vs-rest ROC AUC, accuracy, and the recall of every true subclass / class on the test rows"
     from sklearn.metrics import roc_auc_score
-    probs, y = learn.get_preds(ds_idx=1)
+    with learn.no_bar(): probs, y = learn.get_preds(ds_idx=1)
     probs, y = probs.numpy(), y.numpy()
     sub = learn.dls.valid_ds.items.subclass.to_numpy()
     correct = probs.argmax(1) == y

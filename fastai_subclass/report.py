@@ -7,7 +7,7 @@ from __future__ import annotations
 import html, json, math, os, re, shutil, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
-from .select import SubclassSelection, take_items
+from .select import SubclassSelection, take_items, weak_message
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, save_fig
 from .metrics import balanced_accuracy, mean_roc_auc, multiclass_log_loss
 
@@ -150,7 +150,7 @@ def _table(id, header, rows, caption=None) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0 1.2em}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 thead th{background:#f2f2f2}tbody th{text-align:left}caption{text-align:left;font-weight:bold;padding:.3em 0}
-th:first-child{text-align:left}td.chosen,th.chosen{background:#ffe9a8;font-weight:bold}img{max-width:100%;border:1px solid #eee;margin:.3em 0}
+th:first-child{text-align:left}p.warn{background:#fde2e1;border-left:4px solid #c0392b;padding:.5em .8em}td.chosen,th.chosen{background:#ffe9a8;font-weight:bold}img{max-width:100%;border:1px solid #eee;margin:.3em 0}
 .figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}section{border-top:2px solid #ddd;margin-top:2em}
 .note{color:#555}code{background:#f5f5f5;padding:0 .2em}#settings td,#settings th{text-align:left}"""
 
@@ -173,6 +173,7 @@ def _class_section(cs, stem:str, figs:dict, truth:dict=None) -> str:
     parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(cs.name))}</code></h2>',
              f"<p>{len(cs.kept)} of {len(cs.idx)} items kept, equally from each of its {cs.k} subclasses "
              f"(k-means in the layer <code>{html.escape(str(cs.layer))}</code>, silhouette {_fmt(sil)}).</p>"]
+    if cs.weak: parts.append(f'<p class="warn"><b>Weak clusters.</b> {html.escape(weak_message(cs.name, cs.layer, cs.strength))}</p>')
     scores = cs.scores
     if any(scores.values()):
         ks = sorted({int(k) for s in scores.values() for k in s})
@@ -207,9 +208,11 @@ def report_html(selection:SubclassSelection, figures:dict, metrics:dict=None, se
     if metrics: parts += ['<h2>Models</h2>', _metrics_table(metrics)]
     stems = class_stems(selection)
     rows = [[f'<a href="#class-{html.escape(stems[c])}">{html.escape(str(c))}</a>', html.escape(str(cs.layer)), str(cs.k),
-             _fmt(cs.subclasses.silhouette if cs.subclasses is not None else None), str(len(cs.idx)), str(len(cs.kept))]
+             _fmt(cs.subclasses.silhouette if cs.subclasses is not None else None), _fmt((cs.strength or {}).get('stability')),
+             {None: 'not checked', True: 'WEAK', False: 'no'}[cs.weak], str(len(cs.idx)), str(len(cs.kept))]
             for c, cs in selection.classes.items()]
-    parts += ['<h2>Undersampled classes</h2>', _table('classes', ['class', 'layer', 'k', 'silhouette', 'items', 'kept'], rows)]
+    parts += ['<h2>Undersampled classes</h2>', _table('classes', ['class', 'layer', 'k', 'silhouette', 'stability', 'weak', 'items', 'kept'], rows,
+                                                      'Weak: clusters no more stable across seeds, or no better separated, than chance would give')]
     parts += [_class_section(cs, stems[c], figures[c], _truth_table(selection, c, truth, dls) if truth else None)
               for c, cs in selection.classes.items()]
     settings = dict(settings or {}, strategy=selection.strategy, seed=selection.seed, pct=selection.pct)

@@ -14,13 +14,14 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
-from .core import Subclasses, find_subclasses, select_samples, STRATEGIES
+from .core import Subclasses, find_subclasses, select_samples, cluster_strength, STRATEGIES
 from .features import extract_features, atomic_write
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
 # %% auto #0
 __all__ = ['item_keys', 'unique_item_keys', 'row_file_reader', 'train_keys', 'take_items', 'train_labels', 'subset_dataloaders',
-           'ClassSelection', 'SubclassSelection', 'class_targets', 'subclass_undersample', 'SubclassSplitter']
+           'ClassSelection', 'SubclassSelection', 'class_targets', 'weak_message', 'subclass_undersample',
+           'SubclassSplitter']
 
 # %% ../nbs/02_select.ipynb #84320f67
 def _rel(o, root=None) -> str:
@@ -108,9 +109,14 @@ class ClassSelection:
     labels: np.ndarray  # the cluster of every item of the class
     kept: np.ndarray  # positions (into `idx`) of the kept items
     by_layer: dict = field(default_factory=dict)  # {layer: Subclasses}; from a CSV, the chosen layer's only
+    strength: dict|None = None  # `cluster_strength` of the chosen layer: silhouette vs null, stability, weak, why
 
     @property
     def subclasses(self) -> Subclasses|None: return self.by_layer.get(self.layer)
+    @property
+    def weak(self) -> bool|None:
+        "Whether the clusters failed `cluster_strength`'s checks (None: not checked)"
+        return None if self.strength is None else self.strength['weak']
     @property
     def k(self): return int(self.labels.max()) + 1
     @property
@@ -167,8 +173,9 @@ class SubclassSelection:
         return pd.DataFrame({'before': before, 'after': after.reindex(before.index, fill_value=0)})
 
     def summary(self) -> pd.DataFrame:
-        "One row per undersampled class: layer, k, silhouette, items, kept, cluster sizes and kept per cluster"
+        "One row per undersampled class: layer, k, silhouette, stability, weak, items, kept, cluster sizes and kept per cluster"
         rows = [dict(cls=c, layer=cs.layer, k=cs.k, silhouette=(cs.subclasses.silhouette if cs.subclasses else np.nan),
+                     stability=(cs.strength or {}).get('stability', np.nan), weak=cs.weak,
                      items=len(cs.idx), kept=len(cs.kept), cluster_sizes=cs.sizes.tolist(), kept_per_cluster=cs.kept_per_cluster.tolist())
                 for c, cs in self.classes.items()]
         return pd.DataFrame(rows).set_index('cls')
@@ -235,17 +242,27 @@ _targets = class_targets  # the old name, until every caller uses class_targets
 _EXTRACT_KW = [k for k, p in inspect.signature(extract_features).parameters.items()
                if p.default is not inspect.Parameter.empty and k not in ('layer', 'seed', 'progress')]
 
+# %% ../nbs/02_select.ipynb #301a2402
+def weak_message(cls, layer, strength:dict) -> str:
+    "What to tell the user when the subclasses found in `cls` are weak, and what to try"
+    return (f"subclass_undersample: the clusters of class {cls!r} (layer {layer!r}) are weak: {strength['why']}. "
+            "They are probably not real subclasses, and keeping equal shares of them keeps the subclasses no better than a "
+            "random draw. Try: f0 fine-tuned from pretrained weights (`subclass_learner(dls, arch, pretrained=True)`) or trained "
+            "longer; another layer (`layer='body'`, 'pool' or 'linear'); strategy='spread'; or plain random undersampling "
+            "for this class.")
+
 # %% ../nbs/02_select.ipynb #1b316954
 @delegates(extract_features, keep=True, but=['layer', 'seed', 'progress'])
 def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on labelled, single-label DataLoaders
                          n, # items to keep of each class to undersample, or a dict {class: count}
                          classes=None, # the classes to undersample (default: every class with more than `n` items)
-                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest' or 'random'
+                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random' or 'spread' (covering it)
                          layer='auto', # the layer(s) to cluster: 'auto' tries 'body', 'pool' and 'linear' and keeps the best silhouette
                          pct:float=80, # 'farthest' ignores the items beyond this percentile of distance to the centre (outliers)
                          seed=42, # seed of the projection, PCA, UMAP, k-means and 'random' picks: the same seed, the same selection
                          ks=range(2,10), # the numbers of subclasses to try in each class
                          n_pca:int=50, # PCA dimensions before UMAP
+                         check:bool=True, # check that the clusters are real (`cluster_strength`) and warn where they are weak
                          progress:bool=True, # show progress bars
                          **kwargs) -> SubclassSelection:
     "Cluster each majority class of trained `learn` into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
@@ -264,7 +281,9 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
             by_layer = {l: find_subclasses(feats[l], ks, n_pca, seed, **kwargs) for l in layers}
             best = _best_layer(by_layer)
             sc = by_layer[best]
-            res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer)
+            strength = cluster_strength(feats[best], ks, n_pca, seed, **kwargs) if check else None
+            if check and strength['weak']: warnings.warn(weak_message(c, best, strength))
+            res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength)
     # UMAP's numba resets the thread count torch shares with it; a user's torch.set_num_threads must survive
     finally: torch.set_num_threads(n_threads)
     return SubclassSelection(keys, labels, res, strategy, seed, pct, dls.path)
@@ -277,7 +296,7 @@ def reselect(self:SubclassSelection, strategy:str=None, pct:float=None, seed=Non
     classes = {}
     for c, cs in self.classes.items():
         if cs.subclasses is None: raise ValueError(f"the selection of class {c!r} holds no subclasses to pick from again")
-        classes[c] = ClassSelection(c, cs.idx, cs.layer, cs.labels, select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed), cs.by_layer)
+        classes[c] = ClassSelection(c, cs.idx, cs.layer, cs.labels, select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed), cs.by_layer, cs.strength)
     return SubclassSelection(self.keys, self.labels, classes, strategy, seed, pct, self.path)
 
 # %% ../nbs/02_select.ipynb #b1777e25
@@ -333,7 +352,8 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
     kept = np.zeros(n, bool); kept[self.keep] = True
     meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path,
                 classes={c: dict(layer=cs.layer, k=cs.k, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
-                                 scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()})
+                                 scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()},
+                                 strength=None if cs.strength is None else {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in cs.strength.items()})
                          for c, cs in self.classes.items()})
     return pd.DataFrame({'item': self.keys, 'class': self.labels, 'cluster': pd.array(np.where(cluster < 0, None, cluster), dtype='Int64'),
                          'kept': kept, 'layer': layer, 'x': xy[:, 0], 'y': xy[:, 1],
@@ -358,7 +378,8 @@ def _class_from_rows(c, g, pos, m) -> ClassSelection:
         emb = g[['x', 'y']].to_numpy(np.float32)[order]
         by_layer[layer] = Subclasses(labels, int(m['k']), np.asarray(m['centers'], np.float32), emb,
                                      {int(k): v for k, v in (m.get('scores') or {}).items()})
-    return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer)
+    return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer,
+                          None if m is None else m.get('strength'))
 
 # %% ../nbs/02_select.ipynb #8cde70e4
 @patch(cls_method=True)

@@ -1,0 +1,152 @@
+"""The known-subclass benchmark: do the discovered clusters find, and the kept sets keep, the real subclasses?
+
+    python bench/discovery.py            # everything (stand-ins, f0, clusters, f_u; each stage cached in bench/out/)
+    python bench/discovery.py --no-fu    # stand-ins, f0 and the cluster tables only
+
+Data: two compositions of CIFAR-10 *test* images (bench/discovery_common.py): a majority class made of real classes in
+skewed proportions (A 8:4:2:1, B 5:1:1 whose subclasses the stand-in never saw) and minority look-alike classes.
+f0: from scratch, and fine-tuned from an offline stand-in for ImageNet weights with the paper's recipe (bs 25,
+freeze 3 + unfreeze 8). For every composition / setting / seed and hooked layer it scores the library's chain
+(`find_subclasses`: the paper's) against the true subclasses: chosen k, silhouette, ARI, NMI, `cluster_strength`,
+and the coverage of the kept set (for each true subclass kept / (n / #subclasses), the minimum) for each strategy,
+next to random undersampling (median of 20 draws) and an oracle (n / #subclasses of each: coverage 1). Then f_u
+(stand-in setting) for random undersampling, the oracle and subclass undersampling with the paper's `closest` and
+with `spread`, 3 seeds: mean ROC AUC and the recall of the worst true subclass, medians and paired differences.
+Tables: bench/out/discovery/*.csv, copied to nbs/discovery/ for nbs/11_discovery.ipynb.
+"""
+import argparse, json, shutil, sys, warnings
+from pathlib import Path
+import numpy as np, pandas as pd
+sys.path.insert(0, str(Path(__file__).parent))
+from discovery_common import *
+from discovery_f0 import make_f0, SEEDS, SETTINGS
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+LAYERS = ('body', 'pool', 'linear')
+DOCS = ROOT/'nbs'/'discovery'
+DRAWS = 20
+
+def coverage(kept, truth, n:int) -> float:
+    "For each true subclass kept / (n / #subclasses); the minimum over subclasses"
+    subs = np.unique(truth)
+    return float(min((truth[kept] == s).sum() / (n / len(subs)) for s in subs))
+
+def random_draw(m:int, n:int, seed:int) -> np.ndarray:
+    "Random undersampling: a seeded draw of n of m items"
+    return np.sort(np.random.default_rng(seed).choice(m, n, replace=False))
+
+def oracle_keep(truth, n:int, seed:int) -> np.ndarray:
+    "n / #subclasses items of every true subclass, at random"
+    from fastai_subclass.core import cluster_quotas
+    subs = np.unique(truth); rng = np.random.default_rng(seed)
+    q = cluster_quotas([(truth == s).sum() for s in subs], n)
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(truth == s), k, replace=False) for s, k in zip(subs, q)]))
+
+def cluster_layers(f:dict, seed:int) -> dict:
+    "{layer: Subclasses} of the f0 layers of one cached f0 run (the library's chain, the given seed)"
+    from fastai_subclass.core import find_subclasses
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return {l: find_subclasses(f[f'f0_{l}'], seed=seed) for l in LAYERS}
+
+def paper_layer(by_layer:dict) -> str:
+    "The layer the paper keeps: the best silhouette"
+    return max(by_layer, key=lambda l: np.nan_to_num(by_layer[l].silhouette, nan=-1))
+
+def cluster_rows(comp:str, setting:str, seed:int) -> list:
+    "One row per layer: k, silhouette, ARI, NMI, strength and the coverage of each strategy"
+    from fastai_subclass.core import select_samples, cluster_strength, STRATEGIES
+    f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
+    truth = f['subclass']
+    by_layer, rows = cluster_layers(f, seed), []
+    chosen = paper_layer(by_layer)
+    rand = float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)]))
+    for layer, sc in by_layer.items():
+        strength = cluster_strength(f[f'f0_{layer}'], seed=seed)
+        row = dict(comp=comp, setting=setting, seed=seed, layer=layer, chosen=layer == chosen, k=sc.k,
+                   silhouette=sc.silhouette, null_silhouette=strength['null_silhouette'], stability=strength['stability'],
+                   weak=strength['weak'], ari=adjusted_rand_score(truth, sc.labels), nmi=normalized_mutual_info_score(truth, sc.labels))
+        row.update({f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in STRATEGIES})
+        row.update(coverage_random_undersampling=rand, coverage_oracle=coverage(oracle_keep(truth, n, seed), truth, n))
+        rows.append(row)
+    return rows
+
+def fu_methods(comp:str, seed:int) -> dict:
+    "{method: kept positions among the majority class's training items} for the f_u runs (stand-in setting)"
+    from fastai_subclass.core import select_samples
+    f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
+    by_layer = cluster_layers(f, seed)
+    sc = by_layer[paper_layer(by_layer)]
+    return {'random': random_draw(len(f['subclass']), n, seed), 'oracle': oracle_keep(f['subclass'], n, seed),
+            'subclass_closest': select_samples(sc, n, 'closest', seed=seed), 'subclass_spread': select_samples(sc, n, 'spread', seed=seed)}
+
+def fu_rows(comp:str, seed:int) -> list:
+    from discovery_fu import train_fu
+    truth, n = make_f0(comp, 'standin', seed)['subclass'], COMPOSITIONS[comp]['n']
+    rows = []
+    for method, kept in fu_methods(comp, seed).items():
+        s = train_fu(comp, method, seed, kept)
+        rows.append(dict(comp=comp, seed=seed, method=method, coverage=coverage(kept, truth, n), mean_roc_auc=s['mean_roc_auc'],
+                         worst_subclass_recall=s['worst_subclass_recall'], accuracy=s['accuracy'],
+                         **{k: v for k, v in s.items() if k.startswith('recall_')}))
+    return rows
+
+def paired(fu:pd.DataFrame, metric:str, base:str='random') -> pd.DataFrame:
+    "Median over seeds of each method's `metric` minus `base`'s on the same composition and seed"
+    wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
+    return wide.sub(wide[base], axis=0).drop(columns=base).groupby('comp').median()
+
+def plot_maps(seed:int=0, fname='maps.png'):
+    "For each composition (stand-in f0, the paper's layer): the 2-D map by true subclass, and the items `closest` / `spread` keep"
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from fastai_subclass.core import select_samples
+    fig, axs = plt.subplots(len(COMPOSITIONS), 3, figsize=(15, 4.6 * len(COMPOSITIONS)))
+    for row, comp in zip(axs, COMPOSITIONS):
+        f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
+        by_layer = cluster_layers(f, seed); layer = paper_layer(by_layer); sc = by_layer[layer]
+        truth, emb = f['subclass'], sc.embedding
+        subs = list(COMPOSITIONS[comp]['subclasses'])
+        for ax, what in zip(row, ('truth', 'closest', 'spread')):
+            kept = None if what == 'truth' else select_samples(sc, n, what, seed=seed)
+            ax.scatter(*emb.T, s=3, c='lightgrey' if kept is not None else None, alpha=0.6 if kept is not None else 0)
+            for i, s in enumerate(subs):
+                m = truth == s if kept is None else np.isin(np.arange(len(truth)), kept) & (truth == s)
+                ax.scatter(*emb[m].T, s=6 if kept is None else 14, color=f'C{i}', label=f'{s} ({m.sum()})')
+            ax.legend(fontsize=8, markerscale=2)
+            ax.set_title(f"{comp}: {'true subclasses' if kept is None else what + f' keeps {n}'} (f0 {layer}, k={sc.k})", fontsize=10)
+            ax.set_xticks([]); ax.set_yticks([])
+    fig.tight_layout()
+    DOCS.mkdir(parents=True, exist_ok=True)
+    fig.savefig(DOCS/fname, dpi=72); plt.close(fig)
+
+def save(df:pd.DataFrame, name:str):
+    OUT.mkdir(parents=True, exist_ok=True); DOCS.mkdir(parents=True, exist_ok=True)
+    tmp = OUT/f'{name}.tmp'; df.to_csv(tmp, index=False); tmp.replace(OUT/f'{name}.csv')
+    shutil.copyfile(OUT/f'{name}.csv', DOCS/f'{name}.csv')
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--no-fu', action='store_true', help="stop after the cluster tables")
+    a = p.parse_args(argv)
+    pd.set_option('display.width', 250); pd.set_option('display.max_columns', 30)
+    from standin import make_standin
+    for name in {c['standin'] for c in COMPOSITIONS.values()}: make_standin(name)
+    clusters = pd.DataFrame([r for c in COMPOSITIONS for s in SETTINGS for seed in SEEDS for r in cluster_rows(c, s, seed)])
+    save(clusters, 'clusters')
+    plot_maps()
+    cols = ['k', 'silhouette', 'null_silhouette', 'stability', 'weak', 'ari', 'nmi', 'coverage_closest', 'coverage_farthest',
+            'coverage_random', 'coverage_spread', 'coverage_random_undersampling', 'coverage_oracle']
+    print("Clusters of f0's layers against the true subclasses (median over 3 seeds; weak = share of seeds flagged)")
+    print(clusters.groupby(['comp', 'setting', 'layer'])[cols].median(numeric_only=False).round(2).to_string())
+    print("\nThe layer the paper's rule keeps (best silhouette), median over seeds")
+    print(clusters[clusters.chosen].groupby(['comp', 'setting'])[cols].median().round(2).to_string())
+    if a.no_fu: return
+    fu = pd.DataFrame([r for c in COMPOSITIONS for seed in SEEDS for r in fu_rows(c, seed)])
+    save(fu, 'fu')
+    print("\nf_u (stand-in setting), median over 3 seeds")
+    print(fu.groupby(['comp', 'method'])[['coverage', 'mean_roc_auc', 'worst_subclass_recall', 'accuracy']].median().round(3).to_string())
+    for metric in ('worst_subclass_recall', 'mean_roc_auc'):
+        print(f"\nPaired difference to random undersampling, {metric} (median over seeds)")
+        print(paired(fu, metric).round(3).to_string())
+
+if __name__ == '__main__': main()
