@@ -291,6 +291,21 @@ def _write_json(fn:Path, obj):
     tmp = fn.with_suffix('.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str)); tmp.replace(fn)
 
+# %% ../nbs/07_experiments.ipynb #c3a9d2f1
+def _save_weights(state:dict, fn:Path):
+    "Save the state dict `state` to `fn` whole (a temporary file, then renamed: a run killed while saving leaves no half file)"
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_name(f'{fn.name}.{os.getpid()}.tmp')
+    try: torch.save(state, tmp); tmp.replace(fn)
+    finally: tmp.unlink(missing_ok=True)
+
+def _load_weights(fn:Path) -> dict:
+    "The state dict saved in `fn`; an error naming the file (and what to do) if it cannot be read"
+    try: return torch.load(fn, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"cannot read the saved weights {fn} ({type(e).__name__}: {str(e)[:200]}); delete the file to train "
+                         "that f0 again, or pass redo=True") from e
+
 # %% ../nbs/07_experiments.ipynb #4de27935
 def runs_table(records) -> pd.DataFrame:
     "One row per run record: method, seed, draw, training items, epochs, steps, time, scores and class counts"
@@ -451,12 +466,12 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     if needs_f0:
         fn, base = ex.f0_path(seed), ExperimentRun('baseline', seed)
         if fn.exists() and not redo:
-            f0 = ex.learner(everything, torch.load(fn, map_location='cpu'))
+            f0 = ex.learner(everything, _load_weights(fn))
             f0_facts = dict(epochs=float(ex.recipe['freeze_epochs'] + ex.recipe['epochs']), steps=target_steps,
                             batches_per_epoch=base_batches, train_s=0.)  # read back: trained by an earlier call
         else:
             f0, f0_facts = ex.train(base, everything, start, base_batches)
-            fn.parent.mkdir(parents=True, exist_ok=True); torch.save(f0.model.state_dict(), fn)
+            _save_weights(f0.model.state_dict(), fn)
         for r in needs_f0:
             if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
         sub = [r for r in needs_f0 if r.spec['kind'] == 'subclass']

@@ -123,3 +123,21 @@ def test_summary_and_markdown():
 
 def test_methods_constant():
     assert METHODS == ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
+
+def test_f0_is_saved_whole_and_a_broken_one_is_named(experiment, items, monkeypatch):
+    import torch, fastai_subclass.experiments as E
+    out, _ = experiment
+    fn = sorted((out/'models').glob('f0-seed0-*.pth'))[0]
+    good = fn.read_bytes()
+    def _killed(obj, f, *a, **k):
+        open(f, 'wb').write(b'half'); raise KeyboardInterrupt
+    monkeypatch.setattr(E.torch, 'save', _killed)
+    with pytest.raises(KeyboardInterrupt): E._save_weights({'w': torch.ones(2)}, out/'models'/'new.pth')
+    assert not (out/'models'/'new.pth').exists() and [p.name for p in (out/'models').iterdir() if 'new' in p.name] == []
+    monkeypatch.undo()
+    try:
+        fn.write_bytes(good[:100])  # a file cut short (killed while saving, by an older version)
+        with pytest.raises(ValueError, match=f"cannot read the saved weights .*{fn.name}.*delete the file"):
+            run_experiment(items, ['subclass_farthest'], seeds=(0,), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+                           select_kwargs=FAST_SELECT, verbose=False)  # a method not run yet: it needs f0
+    finally: fn.write_bytes(good)
