@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #e8a7ccc3
 from __future__ import annotations
-import argparse, contextlib, sys, textwrap, time, traceback, warnings
+import argparse, contextlib, os, shutil, signal, sys, textwrap, time, traceback, warnings
 from copy import deepcopy
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,25 +18,29 @@ from fastai.vision.utils import verify_images
 from .core import STRATEGIES
 from .datasets import folder_items, csv_items, fisheries_items, plant_pathology_items, sample_path
 from .select import subclass_undersample
-from .train import PAPER_RECIPE, paper_dls_kwargs, subclass_learner
+from .features import resolve_layers
+from .train import PAPER_RECIPE, paper_dls_kwargs, subclass_learner, load_weights_file
 from .report import write_report, evaluate_learner
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'LAYOUTS', 'DEMO',
-           'CommandError', 'exit_code', 'stratified_split', 'load_items', 'check_items', 'ItemLabels',
+__all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_WEIGHTS', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'LAYOUTS',
+           'DEMO', 'CommandError', 'exit_code', 'stratified_split', 'load_items', 'check_items', 'ItemLabels',
            'item_dataloaders', 'get_arch', 'train_recipe', 'equal_step_epochs', 'run_subclass_undersampling', 'parse_n',
-           'undersample_parser', 'subclass_undersample_cli', 'true_subclass', 'demo_parser', 'subclass_demo']
+           'undersample_parser', 'check_out', 'subclass_undersample_cli', 'true_subclass', 'demo_parser',
+           'subclass_demo']
 
 # %% ../nbs/09_cli.ipynb #506efb41
-EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
-EXIT_CODES_HELP = """exit codes:
+EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_WEIGHTS, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_CODES_HELP = """exit codes (every argument, the data and the output folder are checked before any training):
   0    done: the report is written
-  2    bad arguments (an unknown flag or architecture, a malformed --n, conflicting options)
+  2    bad arguments (an unknown flag, architecture or --layer, a malformed --n, --pct out of range,
+       conflicting options, an --out that is a file, cannot be written, or holds a report without --overwrite)
   3    a data problem: missing folder or CSV, a class folder without images, an unreadable image file,
-       duplicate items, a validation class absent from training, --n not below the size of any class
-  4    a weights or training problem: pretrained weights not available offline, a missing --weights-file,
-       training or feature extraction failed
-  130  interrupted (Ctrl-C)"""
+       duplicate items, a validation class absent from training, --n not below the size of any class,
+       a class too small to cluster
+  4    a training problem: pretrained weights not available offline, training or feature extraction failed
+  5    a bad --weights-file: missing, not a PyTorch weights file, or not the weights of --arch
+  130  interrupted (Ctrl-C), also while the loader workers start"""
 
 # %% ../nbs/09_cli.ipynb #ff44dcb1
 class CommandError(Exception):
@@ -114,6 +118,9 @@ def _check_n(counts:pd.Series, n, classes=None):
     targets = dict(n) if isinstance(n, dict) else {c: n for c in (classes or counts.index)}
     unknown = [c for c in targets if c not in counts.index]
     if unknown: raise ValueError(f"the classes {unknown} are not among the training classes: {_counts_text(counts)}")
+    small = {c: int(counts[c]) for c, m in targets.items() if m < counts[c] < 3}
+    if small: raise ValueError(f"the classes {list(small)} have {_counts_text(pd.Series(small))} training items: too few to "
+                               "cluster into subclasses (3 needed); keep them whole (leave them out of --classes, or raise n)")
     if all(m >= counts[c] for c, m in targets.items()):
         what = f"n={n}" if not isinstance(n, dict) else f"n={_counts_text(pd.Series(n))}"
         raise ValueError(f"{what} is not below the number of training items of any class to undersample "
@@ -187,6 +194,7 @@ def run_subclass_undersampling(items:pd.DataFrame, out, n, classes=None, strateg
     dls = item_dataloaders(items, size, bs, flip_vert, num_workers)
     set_seed(seed, reproducible=True)
     f0 = subclass_learner(dls, arch_fn, pretrained=pretrained, weights_file=weights_file, lr=lr)
+    with exit_code(EXIT_ARGS): resolve_layers(f0.model, layer)  # an unknown --layer: before any training
     start = deepcopy(f0.model.state_dict())  # where f_u starts too
     say(f"f0: {arch_name} ({'pretrained' if pretrained else 'random weights'}), {epochs} epochs"
         f"{f' after {freeze_epochs} frozen' if freeze_epochs else ''} on {len(dls.train_ds)} training items")
@@ -220,7 +228,11 @@ def run_subclass_undersampling(items:pd.DataFrame, out, n, classes=None, strateg
                     train_items=len(dls.train_ds), valid_items=len(dls.valid_ds),
                     valid_per_class=_counts_text(_class_counts(items, True)), feature_cache=cache,
                     f_u=f"{fu_epochs} epochs" + (f" after {fu_freeze} frozen" if fu_freeze else '') if train_fu else 'not trained')
-    index = write_report(sel, out, metrics=metrics, settings=settings, notes=notes, title=title, truth=truth)
+    tmp = out.parent/f'.{out.name}.partial-{os.getpid()}'  # an interrupted report never mixes two runs
+    shutil.rmtree(tmp, ignore_errors=True)
+    index = write_report(sel, tmp, metrics=metrics, settings=settings, notes=notes, title=title, truth=truth)
+    _move_report(tmp, out)
+    index = out/index.name
     say(f"report: {index.absolute()}")
     return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=f_u, metrics=metrics)
 
@@ -243,14 +255,16 @@ def parse_n(s:str):
 # %% ../nbs/09_cli.ipynb #0abd2ad1
 def _common_flags(p):
     "The flags both commands take: output, cache, seed, progress"
-    p.add_argument('--out', type=Path, default=p.get_default('out'), help="folder the report is written to (created; files in it are replaced) [%(default)s]")
-    p.add_argument('--seed', type=int, default=42, help="seed of the split, the training and the selection: the same seed gives the same report [%(default)s]")
+    p.add_argument('--out', type=Path, default=p.get_default('out'), help="folder the report is written to (created; written whole, then moved in) [%(default)s]")
+    p.add_argument('--overwrite', action='store_true', help="replace the files of a previous run in --out (its feature cache is kept)")
+    p.add_argument('--seed', type=int, default=42, help="seed of the split, the training and the selection: the same seed and the same --threads give the same report "
+                   "(f0's training, and so the selection, differs with torch's thread count) [%(default)s]")
     g = p.add_argument_group('feature cache')
     g.add_argument('--cache-dir', type=Path, help="folder of the feature cache, keyed by f0's weights, the items, layers and transforms [OUT/feature_cache]")
     g.add_argument('--no-cache', action='store_true', help="neither read nor write cached features")
     g.add_argument('--refresh', action='store_true', help="extract the features again even if they are cached (and cache the new ones)")
     p.add_argument('--threads', type=int, help="CPU threads of torch (torch.set_num_threads); 1 is fastest on a CPU shared with "
-                   "other busy processes [torch's default: one per core]")
+                   "other busy processes; keep it with --seed to repeat a run [torch's default: one per core]")
     p.add_argument('--quiet', action='store_true', help="no progress bars nor training tables")
     p.add_argument('--traceback', action='store_true', help="on an error, show Python's traceback instead of a one-line message")
 
@@ -317,6 +331,30 @@ def _check_args(p, a):
         if getattr(a, flag) < 1: p.error(f"--{flag.replace('_', '-')} must be at least 1")
     if a.freeze_epochs < 0: p.error("--freeze-epochs must be 0 or more")
     if a.fu_equal_steps and not a.train_fu: p.error("--fu-equal-steps is about f_u: add --train-fu")
+    if not 0 < a.pct <= 100: p.error(f"--pct is a percentile: it must be above 0 and at most 100, got {a.pct:g}")
+
+# %% ../nbs/09_cli.ipynb #b7c1d0e2
+def check_out(out, overwrite:bool=False):
+    "Raise a `CommandError` (exit code 2) if the report folder `out` is a file, cannot be written, or holds a report without `overwrite`"
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CommandError(f"--out {out} is a file: give a folder for the report", EXIT_ARGS)
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"--out {out}: cannot write in {parent}; give a folder you can write to", EXIT_ARGS)
+    old = [f.name for f in out.iterdir() if f.name != 'feature_cache'] if out.is_dir() else []
+    if old and not overwrite:
+        raise CommandError(f"--out {out} holds the files of a previous run ({len(old)}, e.g. {sorted(old)[:3]}); pass --overwrite "
+                           "to replace them, or give another --out", EXIT_ARGS)
+
+# %% ../nbs/09_cli.ipynb #c8d2e1f3
+def _move_report(tmp:Path, out:Path):
+    "Replace the files of `out` (but its feature cache) by those of the finished report in `tmp`"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        if f.name == 'feature_cache': continue
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    for f in tmp.iterdir(): f.replace(out/f.name)
+    tmp.rmdir()
 
 # %% ../nbs/09_cli.ipynb #ec01bb7c
 def _fail(prog, e:CommandError, show_traceback=False) -> int:
@@ -327,28 +365,47 @@ def _fail(prog, e:CommandError, show_traceback=False) -> int:
     print(f"{prog}: error: {e}", file=sys.stderr)
     return e.code
 
+# %% ../nbs/09_cli.ipynb #d9e3f2a4
+@contextlib.contextmanager
+def _sigint_seen():
+    "A context whose value is true once Ctrl-C was pressed in it, even if a library turned the KeyboardInterrupt into another error"
+    seen = []
+    def handler(sig, frame):
+        seen.append(sig)
+        raise KeyboardInterrupt
+    try: old = signal.signal(signal.SIGINT, handler)
+    except ValueError: old = None  # not the main thread: leave the handler alone
+    try: yield seen
+    finally:
+        if old is not None: signal.signal(signal.SIGINT, old)
+
 # %% ../nbs/09_cli.ipynb #1f31c436
 def _run_command(prog, a, items_fn, **run_kwargs) -> int:
-    "Load and check the items (exit code 3), then train, select and report (exit code 4); a one-line message for each error"
+    "Check the arguments, the output folder, the weights file and the items, then train, select and report; a one-line message and its exit code for each error"
     t0 = time.time()
     if a.threads is not None:
         if a.threads < 1: return _fail(prog, CommandError("--threads must be at least 1", EXIT_ARGS))
         torch.set_num_threads(a.threads)
-    try:
-        if a.weights_file is not None and not Path(a.weights_file).is_file():
-            raise CommandError(f"--weights-file {a.weights_file} does not exist", EXIT_TRAIN)
-        with exit_code(EXIT_ARGS): get_arch(run_kwargs['arch'])
-        with exit_code(EXIT_DATA):
-            items = items_fn()
-            check_items(items, run_kwargs['n'], run_kwargs.get('classes'))
-        print(f"{prog}: {int((~items.is_valid).sum())} training items ({_counts_text(_class_counts(items, False))}), "
-              f"{int(items.is_valid.sum())} validation items ({_counts_text(_class_counts(items, True))})")
-        with exit_code(EXIT_TRAIN), warnings.catch_warnings():
-            warnings.filterwarnings('ignore', category=UserWarning, module='umap')  # n_jobs overridden by random_state
-            res = run_subclass_undersampling(items, a.out, seed=a.seed, cache_dir=None if a.no_cache else a.cache_dir or 'auto',
-                                             refresh=a.refresh, progress=not a.quiet, log=lambda m: print(f"{prog}: {m}"), **run_kwargs)
-    except CommandError as e: return _fail(prog, e, a.traceback)
-    except KeyboardInterrupt:
+    with _sigint_seen() as interrupted:
+        try:
+            check_out(a.out, a.overwrite)
+            if a.weights_file is not None:
+                if not Path(a.weights_file).is_file(): raise CommandError(f"--weights-file {a.weights_file} does not exist", EXIT_WEIGHTS)
+                with exit_code(EXIT_WEIGHTS): load_weights_file(a.weights_file)
+            with exit_code(EXIT_ARGS): get_arch(run_kwargs['arch'])
+            with exit_code(EXIT_DATA):
+                items = items_fn()
+                check_items(items, run_kwargs['n'], run_kwargs.get('classes'))
+            print(f"{prog}: {int((~items.is_valid).sum())} training items ({_counts_text(_class_counts(items, False))}), "
+                  f"{int(items.is_valid.sum())} validation items ({_counts_text(_class_counts(items, True))})")
+            with exit_code(EXIT_TRAIN), warnings.catch_warnings():
+                warnings.filterwarnings('ignore', category=UserWarning, module='umap')  # n_jobs overridden by random_state
+                res = run_subclass_undersampling(items, a.out, seed=a.seed, cache_dir=None if a.no_cache else a.cache_dir or 'auto',
+                                                 refresh=a.refresh, progress=not a.quiet, log=lambda m: print(f"{prog}: {m}"), **run_kwargs)
+        except KeyboardInterrupt: interrupted.append(signal.SIGINT)
+        except CommandError as e:
+            if not interrupted: return _fail(prog, e, a.traceback)
+    if interrupted:
         print(f"{prog}: interrupted", file=sys.stderr); return EXIT_INTERRUPTED
     print(f"{prog}: done in {time.time() - t0:.0f} s; open {res.index.absolute()} in a browser")
     return EXIT_OK
