@@ -21,15 +21,14 @@ import fastai.callback.schedule, fastai.callback.progress  # noqa: F401 (Learner
 from .core import select_samples, STRATEGIES
 from .select import (subset_dataloaders, subclass_undersample, train_labels, item_keys, take_items,
                                     SubclassSelection, ClassSelection, _targets)
-from .metrics import mean_roc_auc, multiclass_log_loss, per_class_recall, weighted_cross_entropy
+from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
 from .train import subclass_learner, paper_aug_transforms, PAPER_RECIPE
 
 # %% auto #0
-__all__ = ['METHODS', 'EXPERIMENT_RECIPE', 'SCORES', 'LOWER_IS_BETTER', 'parse_method', 'class_counts', 'random_undersample',
-           'minority_classes', 'oversample', 'reselect', 'experiment_recipe', 'experiment_dls', 'SkipValidation',
-           'experiment_learner', 'StepBudget', 'fit_recipe', 'score_learner', 'score_columns', 'summarize',
-           'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun', 'runs_table',
-           'ExperimentResults', 'run_experiment']
+__all__ = ['METHODS', 'EXPERIMENT_RECIPE', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample',
+           'reselect', 'experiment_recipe', 'experiment_dls', 'SkipValidation', 'experiment_learner', 'StepBudget',
+           'fit_recipe', 'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash',
+           'ExperimentRun', 'runs_table', 'ExperimentResults', 'run_experiment']
 
 # %% ../nbs/07_experiments.ipynb #5f588980
 METHODS = ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
@@ -182,20 +181,6 @@ def fit_recipe(learn, recipe:dict, base_batches:int|None=None) -> dict:
             learn.fit_one_cycle(e, recipe['lr'], cbs=cbs)
     steps = sum(budget.taken)
     return dict(epochs=round(steps / b, 2), steps=steps, batches_per_epoch=b)
-
-# %% ../nbs/07_experiments.ipynb #1b712408
-SCORES = ('mean_roc_auc', 'log_loss', 'balanced_accuracy', 'accuracy')
-LOWER_IS_BETTER = ('log_loss',)
-
-# %% ../nbs/07_experiments.ipynb #57385e4f
-def score_learner(learn, dl=None) -> dict:
-    "Mean ROC AUC, log loss, balanced accuracy, accuracy and the recall of every class (`recall_<class>`) of `learn` on `dl` (the test split by default)"
-    with learn.no_bar(): probs, targs = learn.get_preds(dl=learn.dls.valid if dl is None else dl)
-    vocab = [str(c) for c in learn.dls.vocab]
-    recall = per_class_recall(targs, probs, classes=vocab)
-    res = dict(mean_roc_auc=mean_roc_auc(targs, probs, classes=vocab), log_loss=multiclass_log_loss(targs, probs),
-               balanced_accuracy=float(recall.mean()), accuracy=float((probs.argmax(1) == targs).float().mean()))
-    return {**res, **{f'recall_{c}': float(r) for c, r in zip(vocab, recall)}}
 
 # %% ../nbs/07_experiments.ipynb #05431daa
 def score_columns(runs:pd.DataFrame) -> list:
