@@ -4,17 +4,22 @@
 
 # %% ../nbs/06_train.ipynb #21c14ac4
 from __future__ import annotations
-import sys, urllib.error, warnings, weakref
+import contextlib, math, operator, sys, urllib.error, warnings, weakref
 from functools import partial
 from copy import deepcopy
 from pathlib import Path
-import torch, torchvision
+import numpy as np, pandas as pd, torch, torchvision
 from torchvision.transforms.v2.functional import gaussian_blur
 from fastcore.basics import patch, store_attr, first, ifnone
 from fastcore.foundation import L
 from fastcore.meta import delegates
 from fastai.torch_core import TensorImage, TensorBase
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelValidException, CancelFitException
+from fastai.data.core import DataLoaders
+from fastai.data.block import DataBlock, CategoryBlock
+from fastai.data.transforms import IndexSplitter
+from fastai.vision.data import ImageBlock
+import fastai.callback.progress  # noqa: F401 (Learner.no_bar)
 from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner
@@ -24,11 +29,25 @@ from .features import _uses_fp16
 from .select import subclass_undersample, SubclassSelection
 
 # %% auto #0
-__all__ = ['PAPER_RECIPE', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs', 'load_weights_file',
-           'subclass_learner', 'SubclassUndersampling']
+__all__ = ['PAPER_RECIPE', 'paper_recipe', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs',
+           'get_arch', 'item_dataloaders', 'learner_like', 'SkipValidation', 'StepBudget', 'fit_recipe',
+           'load_weights_file', 'subclass_learner', 'SubclassUndersampling']
 
 # %% ../nbs/06_train.ipynb #125c8656
-PAPER_RECIPE = dict(bs=25, size=224, lr=0.01, epochs=8, freeze_epochs=3)
+PAPER_RECIPE = dict(arch='resnet50', pretrained=True, size=224, bs=25, lr=0.01, epochs=8, freeze_epochs=3, aug=True, flip_vert=True,
+                    equal_steps=None, weights_file=None)
+
+# %% ../nbs/06_train.ipynb #0ecd4b0e
+def paper_recipe(recipe:dict|None=None, **kwargs) -> dict:
+    "`PAPER_RECIPE` updated with `recipe` and `kwargs`; `equal_steps=None` becomes `not pretrained`"
+    res = {**PAPER_RECIPE, **(recipe or {}), **kwargs}
+    unknown = [k for k in res if k not in PAPER_RECIPE]
+    if unknown: raise ValueError(f"unknown recipe keys {unknown}; a recipe has the keys {list(PAPER_RECIPE)}")
+    if res['equal_steps'] is None: res['equal_steps'] = not res['pretrained']
+    if not isinstance(res['arch'], str): raise TypeError(f"recipe arch must be a model name (e.g. 'resnet18'), so the recipe can be "
+                                                         f"recorded and compared; got {res['arch']!r}")
+    if res['weights_file'] is not None: res['weights_file'] = str(res['weights_file'])
+    return res
 
 # %% ../nbs/06_train.ipynb #5cca1ab8
 def shift_mat(x, max_shift=0.2, p=0.75, batch=False):
@@ -71,6 +90,85 @@ def paper_aug_transforms(flip_vert:bool=True, max_lighting=0.1, max_shift=0.2, m
 def paper_dls_kwargs(size=PAPER_RECIPE['size'], bs=PAPER_RECIPE['bs'], flip_vert:bool=True, **kwargs) -> dict:
     "Keyword arguments for `ImageDataLoaders.from_*` or `DataBlock.dataloaders` with the paper's size, batch size and augmentations"
     return dict(bs=bs, item_tfms=Resize(size), batch_tfms=paper_aug_transforms(flip_vert=flip_vert, **kwargs))
+
+# %% ../nbs/06_train.ipynb #4c25c9a6
+def get_arch(name):
+    "The architecture called `name`: a torchvision model function (resnet50, densenet121, vgg16_bn, ...) where torchvision has it, else a timm model name"
+    if callable(name): return name  # a model function already
+    if name in torchvision.models.list_models(): return getattr(torchvision.models, name)
+    import timm
+    if timm.is_model(name): return name
+    raise ValueError(f"unknown architecture {name!r}: give a torchvision model name (resnet50, resnet18, densenet121, "
+                     "vgg16_bn, ...) or a timm model name (e.g. convnext_atto, resnet50d)")
+
+# %% ../nbs/06_train.ipynb #29b98bf2
+def item_dataloaders(items:pd.DataFrame, recipe:dict|None=None, num_workers:int|None=None, device=None) -> DataLoaders:
+    "DataLoaders of an item table (`path`, `label`, `is_valid`: the validation or test split) with the recipe's size, batch size and augmentations"
+    recipe = paper_recipe(recipe)
+    missing = [c for c in ('path', 'label', 'is_valid') if c not in items]
+    if missing: raise ValueError(f"the item table lacks the columns {missing}; it needs path, label and is_valid (True for the "
+                                 "validation or test split), e.g. from fastai_subclass.datasets.load_items")
+    if not items['is_valid'].any() or items['is_valid'].all():
+        raise ValueError("the item table needs both training rows (is_valid False) and validation rows (is_valid True)")
+    only_valid = sorted(set(items.label[items.is_valid]) - set(items.label[~items.is_valid]))
+    if only_valid: raise ValueError(f"the classes {only_valid} have validation items but no training items")
+    paths = [Path(p) for p in items.path]
+    # the items are the paths, so a selection names every image by its path; a plain dict gives the labels, so that
+    # an exported learner loads without this library
+    get_y = partial(operator.getitem, dict(zip(paths, items.label.astype(str))))
+    tfms = paper_aug_transforms(flip_vert=recipe['flip_vert']) if recipe['aug'] else None
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=get_y, item_tfms=Resize(recipe['size']), batch_tfms=tfms,
+                       splitter=IndexSplitter(np.flatnonzero(items.is_valid.to_numpy(bool))))
+    return dblock.dataloaders(paths, bs=recipe['bs'], device=device, **({} if num_workers is None else dict(num_workers=num_workers)))
+
+# %% ../nbs/06_train.ipynb #244718fc
+def learner_like(dls, recipe:dict|None=None, start:dict|None=None, loss_func=None) -> Learner:
+    "A learner for `dls` with the recipe's architecture and weights, starting from the state dict `start` where given"
+    recipe = paper_recipe(recipe)
+    kw = dict(weights_file=recipe['weights_file']) if recipe['weights_file'] else {}
+    # the Learner does not move the loss: the class weights of a weighted loss must be on the data's device
+    if loss_func is not None and hasattr(loss_func, 'to') and dls.device is not None: loss_func.to(dls.device)
+    learn = subclass_learner(dls, get_arch(recipe['arch']), pretrained=recipe['pretrained'], lr=recipe['lr'], loss_func=loss_func, **kw)
+    if start is not None: learn.model.load_state_dict(start)
+    return learn
+
+# %% ../nbs/06_train.ipynb #a102521f
+class SkipValidation(Callback):
+    "Skip the validation pass of every epoch: the test split steers nothing during training (and it saves time)"
+    order = -10
+    def before_validate(self): raise CancelValidException()
+
+# %% ../nbs/06_train.ipynb #3ba20f68
+class StepBudget(Callback):
+    "Count the optimizer steps of every fit; with `targets` (steps per fit), end each fit there, its schedule spread over a fractional number of epochs"
+    order = 100  # after the recorder and the schedulers have seen the batch
+    def __init__(self, targets=None): self.targets, self.taken = None if targets is None else list(targets), []
+    def before_fit(self): self.target = self.targets.pop(0) if self.targets is not None else None
+    def before_epoch(self):
+        # after fit has fixed its loop over whole epochs: the one-cycle schedule then ends at the target step
+        if self.target is not None and self.epoch == 0: self.learn.n_epoch = self.target / len(self.dls.train)
+    def after_batch(self):
+        if self.training and self.target is not None and self.train_iter >= self.target: raise CancelFitException()
+    def after_fit(self): self.taken.append(self.train_iter)
+
+# %% ../nbs/06_train.ipynb #a993b1a6
+def fit_recipe(learn, recipe:dict|None=None, steps:int|None=None, quiet:bool=True, skip_valid:bool=True) -> dict:
+    "Train `learn` with the recipe (`fine_tune`, or `fit_one_cycle` without frozen epochs); with `steps`, for that many optimizer steps in all"
+    recipe = paper_recipe(recipe)
+    fe, e, b = recipe['freeze_epochs'], recipe['epochs'], len(learn.dls.train)
+    if b == 0: raise ValueError(f"{len(learn.dls.train_ds)} training items make no batch of {learn.dls.bs}: lower bs")
+    if steps:  # the steps of each fit in the recipe's proportions, in enough whole epochs, stopped there
+        budget = StepBudget([round(steps * fe / (fe + e)), steps - round(steps * fe / (fe + e))] if fe else [steps])
+        fe, e = math.ceil(budget.targets[0] / b) if fe else 0, math.ceil(budget.targets[-1] / b)
+    else: budget = StepBudget()
+    cbs = [SkipValidation(), budget] if skip_valid else [budget]
+    with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
+        if fe: learn.fine_tune(e, recipe['lr'], freeze_epochs=fe, cbs=cbs)
+        else:
+            learn.unfreeze()  # a body trained from random weights should not be frozen
+            learn.fit_one_cycle(e, recipe['lr'], cbs=cbs)
+    taken = sum(budget.taken)
+    return dict(epochs=round(taken / b, 2), steps=taken, batches_per_epoch=b)
 
 # %% ../nbs/06_train.ipynb #f3d9556e
 def _torchvision_weights_file(arch):

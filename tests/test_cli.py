@@ -262,6 +262,6 @@ def test_ctrl_c_while_loader_workers_start(capsys, small_data, tmp_path):
         try: os.kill(os.getpid(), signal.SIGINT); time.sleep(1)
         except KeyboardInterrupt: raise RuntimeError('DataLoader worker (pid 1234) exited unexpectedly') from None
     a = undersample_parser().parse_args([str(small_data), '--n', '10', '--out', str(tmp_path/'out')])
-    code = _run_command('subclass_undersample', a, items, n=10, arch='resnet18')
+    code = _run_command('subclass_undersample', a, items, dict(arch='resnet18'), n=10)
     assert code == EXIT_INTERRUPTED
     assert 'interrupted' in capsys.readouterr().err

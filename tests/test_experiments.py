@@ -4,7 +4,8 @@ import numpy as np, pandas as pd, pytest
 import fastai.learner
 from fastai_subclass.datasets import sample_path, folder_items
 from fastai_subclass.select import train_labels, subset_dataloaders
-from fastai_subclass.experiments import (METHODS, run_experiment, random_undersample, oversample, class_counts, experiment_dls,
+from fastai_subclass.train import item_dataloaders
+from fastai_subclass.experiments import (METHODS, run_experiment, random_undersample, oversample, class_counts,
                                          summarize, markdown_table, ExperimentResults, parse_method)
 
 TINY = dict(arch='resnet18', pretrained=False, size=32, bs=32, lr=3e-3, epochs=1, freeze_epochs=0, aug=False)
@@ -14,7 +15,7 @@ FAST_SELECT = dict(layer='pool', ks=range(2, 5))
 def items(): return folder_items(sample_path())
 
 @pytest.fixture(scope='module')
-def dls(items): return experiment_dls(items, TINY)
+def dls(items): return item_dataloaders(items, TINY, num_workers=0)
 
 @pytest.fixture(scope='module')
 def experiment(items, tmp_path_factory):
