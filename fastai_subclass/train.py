@@ -30,8 +30,8 @@ from .select import subclass_undersample, SubclassSelection
 
 # %% auto #0
 __all__ = ['PAPER_RECIPE', 'paper_recipe', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs',
-           'get_arch', 'item_dataloaders', 'learner_like', 'SkipValidation', 'StepBudget', 'fit_recipe',
-           'load_weights_file', 'subclass_learner', 'SubclassUndersampling']
+           'load_weights_file', 'subclass_learner', 'get_arch', 'item_dataloaders', 'learner_like', 'SkipValidation',
+           'StepBudget', 'fit_recipe', 'SubclassUndersampling']
 
 # %% ../nbs/06_train.ipynb #125c8656
 PAPER_RECIPE = dict(arch='resnet50', pretrained=True, size=224, bs=25, lr=0.01, epochs=8, freeze_epochs=3, aug=True, flip_vert=True,
@@ -90,6 +90,68 @@ def paper_aug_transforms(flip_vert:bool=True, max_lighting=0.1, max_shift=0.2, m
 def paper_dls_kwargs(size=PAPER_RECIPE['size'], bs=PAPER_RECIPE['bs'], flip_vert:bool=True, **kwargs) -> dict:
     "Keyword arguments for `ImageDataLoaders.from_*` or `DataBlock.dataloaders` with the paper's size, batch size and augmentations"
     return dict(bs=bs, item_tfms=Resize(size), batch_tfms=paper_aug_transforms(flip_vert=flip_vert, **kwargs))
+
+# %% ../nbs/06_train.ipynb #f3d9556e
+def _torchvision_weights_file(arch):
+    "The file name torchvision caches `arch`'s default pretrained weights under, if it has one"
+    if model_meta.get(arch, {}).get('weights') is None: return None
+    try: w = torchvision.models.get_model_weights(arch).DEFAULT
+    except (ValueError, KeyError, AttributeError): return None
+    return Path(w.url).name
+
+# %% ../nbs/06_train.ipynb #2e536ffc
+def load_weights_file(weights_file) -> dict:
+    "The state dict in `weights_file`, read on the CPU; a clear error naming the file if it is missing or not a weights file"
+    fn = Path(weights_file)
+    if not fn.is_file(): raise FileNotFoundError(f"weights_file {fn} does not exist")
+    try: sd = torch.load(fn, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"weights_file {fn} is not a PyTorch weights file ({type(e).__name__}: {str(e)[:200]}); give the .pth "
+                         "file of the architecture's ImageNet weights, e.g. resnet50-11ad3fa6.pth") from e
+    if isinstance(sd, dict) and isinstance(sd.get('state_dict'), dict): sd = sd['state_dict']
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"weights_file {fn} holds a {type(sd).__name__}, not a state dict of weights")
+    return sd
+
+# %% ../nbs/06_train.ipynb #7d3b1f02
+def _load_body(learn, arch, sd, weights_file):
+    "Load the ImageNet state dict `sd` of torchvision's `arch` into `learn`'s body, then do what `pretrained=True` does"
+    meta, name = model_meta.get(arch, {}), getattr(arch, '__name__', arch)
+    model = arch(weights=None)
+    try: model.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"weights_file {weights_file} does not hold the weights of {name}: {str(e)[:300]}") from e
+    learn.model[0].load_state_dict(create_body(model, 3, True, meta.get('cut')).state_dict())
+    if learn.normalize: _add_norm(learn.dls, meta, True)
+    learn.pretrained = True
+    learn.freeze()
+
+# %% ../nbs/06_train.ipynb #42bffb0d
+def _offline_error(arch, e):
+    name = getattr(arch, '__name__', arch)
+    tv = None if isinstance(arch, str) else _torchvision_weights_file(arch)
+    where = (f"torchvision looks for the file {Path(torch.hub.get_dir())/'checkpoints'/tv}" if tv else
+             "timm reads it from the Hugging Face cache or from a file given as weights_file")
+    return RuntimeError(f"Could not fetch the pretrained weights of {name} ({type(e).__name__}: {e}). If this machine is offline, "
+                        f"pass a local weights file: subclass_learner(dls, {name!r}, weights_file='path/to/weights') ({where}; on Kaggle, "
+                        "attach a dataset that holds it), or train from random weights on purpose with pretrained=False.")
+
+# %% ../nbs/06_train.ipynb #c6717437
+def subclass_learner(dls, arch=torchvision.models.resnet50, pretrained:bool=True, weights_file=None, fp16=None,
+                     lr=PAPER_RECIPE['lr'], **kwargs) -> Learner:
+    "`vision_learner` with the paper's defaults; a local `weights_file` for offline use, and a clear error when weights can't be fetched"
+    sd = None
+    if weights_file is not None:
+        if not pretrained: raise ValueError("weights_file is for pretrained weights: pass pretrained=True with it")
+        sd = load_weights_file(weights_file)  # checked before anything is built
+        if isinstance(arch, str): kwargs['pretrained_cfg_overlay'] = dict(file=str(weights_file))  # timm reads it from there
+    try: learn = vision_learner(dls, arch, pretrained=pretrained and (sd is None or isinstance(arch, str)), lr=lr, **kwargs)
+    except (urllib.error.URLError, OSError, ConnectionError, RuntimeError) as e:
+        if pretrained and weights_file is None: raise _offline_error(arch, e) from e
+        raise
+    # torchvision: the weights go straight into the body; torch's hub cache is neither read nor written
+    if sd is not None and not isinstance(arch, str): _load_body(learn, arch, sd, weights_file)
+    if ifnone(fp16, dls.device is not None and torch.device(dls.device).type == 'cuda'): learn.to_fp16()
+    return learn
 
 # %% ../nbs/06_train.ipynb #4c25c9a6
 def get_arch(name):
@@ -169,68 +231,6 @@ def fit_recipe(learn, recipe:dict|None=None, steps:int|None=None, quiet:bool=Tru
             learn.fit_one_cycle(e, recipe['lr'], cbs=cbs)
     taken = sum(budget.taken)
     return dict(epochs=round(taken / b, 2), steps=taken, batches_per_epoch=b)
-
-# %% ../nbs/06_train.ipynb #f3d9556e
-def _torchvision_weights_file(arch):
-    "The file name torchvision caches `arch`'s default pretrained weights under, if it has one"
-    if model_meta.get(arch, {}).get('weights') is None: return None
-    try: w = torchvision.models.get_model_weights(arch).DEFAULT
-    except (ValueError, KeyError, AttributeError): return None
-    return Path(w.url).name
-
-# %% ../nbs/06_train.ipynb #2e536ffc
-def load_weights_file(weights_file) -> dict:
-    "The state dict in `weights_file`, read on the CPU; a clear error naming the file if it is missing or not a weights file"
-    fn = Path(weights_file)
-    if not fn.is_file(): raise FileNotFoundError(f"weights_file {fn} does not exist")
-    try: sd = torch.load(fn, map_location='cpu', weights_only=True)
-    except Exception as e:
-        raise ValueError(f"weights_file {fn} is not a PyTorch weights file ({type(e).__name__}: {str(e)[:200]}); give the .pth "
-                         "file of the architecture's ImageNet weights, e.g. resnet50-11ad3fa6.pth") from e
-    if isinstance(sd, dict) and isinstance(sd.get('state_dict'), dict): sd = sd['state_dict']
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError(f"weights_file {fn} holds a {type(sd).__name__}, not a state dict of weights")
-    return sd
-
-# %% ../nbs/06_train.ipynb #7d3b1f02
-def _load_body(learn, arch, sd, weights_file):
-    "Load the ImageNet state dict `sd` of torchvision's `arch` into `learn`'s body, then do what `pretrained=True` does"
-    meta, name = model_meta.get(arch, {}), getattr(arch, '__name__', arch)
-    model = arch(weights=None)
-    try: model.load_state_dict(sd)
-    except RuntimeError as e: raise ValueError(f"weights_file {weights_file} does not hold the weights of {name}: {str(e)[:300]}") from e
-    learn.model[0].load_state_dict(create_body(model, 3, True, meta.get('cut')).state_dict())
-    if learn.normalize: _add_norm(learn.dls, meta, True)
-    learn.pretrained = True
-    learn.freeze()
-
-# %% ../nbs/06_train.ipynb #42bffb0d
-def _offline_error(arch, e):
-    name = getattr(arch, '__name__', arch)
-    tv = None if isinstance(arch, str) else _torchvision_weights_file(arch)
-    where = (f"torchvision looks for the file {Path(torch.hub.get_dir())/'checkpoints'/tv}" if tv else
-             "timm reads it from the Hugging Face cache or from a file given as weights_file")
-    return RuntimeError(f"Could not fetch the pretrained weights of {name} ({type(e).__name__}: {e}). If this machine is offline, "
-                        f"pass a local weights file: subclass_learner(dls, {name!r}, weights_file='path/to/weights') ({where}; on Kaggle, "
-                        "attach a dataset that holds it), or train from random weights on purpose with pretrained=False.")
-
-# %% ../nbs/06_train.ipynb #c6717437
-def subclass_learner(dls, arch=torchvision.models.resnet50, pretrained:bool=True, weights_file=None, fp16=None,
-                     lr=PAPER_RECIPE['lr'], **kwargs) -> Learner:
-    "`vision_learner` with the paper's defaults; a local `weights_file` for offline use, and a clear error when weights can't be fetched"
-    sd = None
-    if weights_file is not None:
-        if not pretrained: raise ValueError("weights_file is for pretrained weights: pass pretrained=True with it")
-        sd = load_weights_file(weights_file)  # checked before anything is built
-        if isinstance(arch, str): kwargs['pretrained_cfg_overlay'] = dict(file=str(weights_file))  # timm reads it from there
-    try: learn = vision_learner(dls, arch, pretrained=pretrained and (sd is None or isinstance(arch, str)), lr=lr, **kwargs)
-    except (urllib.error.URLError, OSError, ConnectionError, RuntimeError) as e:
-        if pretrained and weights_file is None: raise _offline_error(arch, e) from e
-        raise
-    # torchvision: the weights go straight into the body; torch's hub cache is neither read nor written
-    if sd is not None and not isinstance(arch, str): _load_body(learn, arch, sd, weights_file)
-    if ifnone(fp16, dls.device is not None and torch.device(dls.device).type == 'cuda'): learn.to_fp16()
-    return learn
 
 # %% ../nbs/06_train.ipynb #20bf2f23
 _SIDE = weakref.WeakKeyDictionary()  # {learner: {'f0': Learner, 'selection': SubclassSelection}}, off the pickled state
