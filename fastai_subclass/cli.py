@@ -4,39 +4,38 @@
 
 # %% ../nbs/09_cli.ipynb #e8a7ccc3
 from __future__ import annotations
-import argparse, contextlib, sys, textwrap, time, traceback, warnings
+import argparse, contextlib, os, shutil, signal, sys, textwrap, time, traceback, warnings
 from copy import deepcopy
 from pathlib import Path
 from types import SimpleNamespace
 import numpy as np, pandas as pd
 import torch, torchvision
 from fastai.torch_core import set_seed
-from fastai.data.block import DataBlock, CategoryBlock
-from fastai.data.transforms import IndexSplitter
-from fastai.vision.data import ImageBlock
-from fastai.vision.utils import verify_images
+from fastcore.meta import delegates
 from .core import STRATEGIES
-from .datasets import folder_items, csv_items, fisheries_items, plant_pathology_items, sample_path
+from .datasets import LAYOUTS, load_items, check_items, sample_path, _counts_text, _class_counts
 from .select import subclass_undersample
-from .train import PAPER_RECIPE, paper_dls_kwargs, subclass_learner
+from .features import resolve_layers
+from .train import PAPER_RECIPE, paper_recipe, get_arch, item_dataloaders, learner_like, fit_recipe, load_weights_file
 from .report import write_report, evaluate_learner
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'LAYOUTS', 'DEMO',
-           'CommandError', 'exit_code', 'stratified_split', 'load_items', 'check_items', 'ItemLabels',
-           'item_dataloaders', 'get_arch', 'train_recipe', 'equal_step_epochs', 'run_subclass_undersampling', 'parse_n',
-           'undersample_parser', 'subclass_undersample_cli', 'true_subclass', 'demo_parser', 'subclass_demo']
+__all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_WEIGHTS', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'DEMO',
+           'CommandError', 'exit_code', 'run_subclass_undersampling', 'parse_n', 'undersample_parser', 'check_out',
+           'subclass_undersample_cli', 'true_subclass', 'demo_parser', 'subclass_demo']
 
 # %% ../nbs/09_cli.ipynb #506efb41
-EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
-EXIT_CODES_HELP = """exit codes:
+EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_WEIGHTS, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+EXIT_CODES_HELP = """exit codes (every argument, the data and the output folder are checked before any training):
   0    done: the report is written
-  2    bad arguments (an unknown flag or architecture, a malformed --n, conflicting options)
+  2    bad arguments (an unknown flag, architecture or --layer, a malformed --n, --pct out of range,
+       conflicting options, an --out that is a file, cannot be written, or holds a report without --overwrite)
   3    a data problem: missing folder or CSV, a class folder without images, an unreadable image file,
-       duplicate items, a validation class absent from training, --n not below the size of any class
-  4    a weights or training problem: pretrained weights not available offline, a missing --weights-file,
-       training or feature extraction failed
-  130  interrupted (Ctrl-C)"""
+       duplicate items, a validation class absent from training, --n not below the size of any class,
+       a class too small to cluster
+  4    a training problem: pretrained weights not available offline, training or feature extraction failed
+  5    a bad --weights-file: missing, not a PyTorch weights file, or not the weights of --arch
+  130  interrupted (Ctrl-C), also while the loader workers start"""
 
 # %% ../nbs/09_cli.ipynb #ff44dcb1
 class CommandError(Exception):
@@ -53,114 +52,6 @@ def exit_code(code:int, errors=(ValueError, OSError, RuntimeError, KeyError)):
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         raise CommandError(f"{msg}" if msg else type(e).__name__, code) from e
 
-# %% ../nbs/09_cli.ipynb #b8954396
-def stratified_split(labels, valid_pct:float=0.2, seed=42) -> np.ndarray:
-    "A seeded `is_valid` mask with `valid_pct` of the items of every class (a class of one item stays in training)"
-    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be between 0 and 1 (a fraction of each class), got {valid_pct}")
-    labels, rng = np.asarray(labels), np.random.default_rng(seed)
-    is_valid = np.zeros(len(labels), bool)
-    for c in pd.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n_valid = min(len(idx) - 1, max(1, round(valid_pct * len(idx)))) if len(idx) > 1 else 0
-        is_valid[idx[:n_valid]] = True
-    return is_valid
-
-# %% ../nbs/09_cli.ipynb #9afa687d
-LAYOUTS = ('folder', 'plant-pathology', 'fisheries')
-
-# %% ../nbs/09_cli.ipynb #c31b99de
-def load_items(path=None, csv=None, path_col:str='path', label_col:str='label', valid_col:str=None,
-               layout:str='folder', valid_pct:float=0.2, seed=42) -> pd.DataFrame:
-    "The item table (`path`, `label`, `is_valid`) of a folder per class (with or without train/valid), a CSV, or a Kaggle `layout`"
-    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-    if csv is not None:
-        if layout != 'folder': raise ValueError("pass either a CSV or a Kaggle layout, not both")
-        items = csv_items(csv, path_col, label_col, valid_col, root=path)
-    elif path is None: raise ValueError("pass a data folder, or a CSV of image paths and labels")
-    elif layout == 'plant-pathology': items = plant_pathology_items(path)
-    elif layout == 'fisheries': items = fisheries_items(path)
-    else: items = folder_items(path)
-    if 'is_valid' not in items: items = items.assign(is_valid=stratified_split(items.label, valid_pct, seed))
-    return items
-
-# %% ../nbs/09_cli.ipynb #37a791fc
-def _counts_text(counts) -> str: return ', '.join(f"{c} {m}" for c, m in counts.items())
-
-def _class_counts(items, valid:bool) -> pd.Series:
-    "Items per class of the training (`valid=False`) or validation items"
-    return items.label[items.is_valid == valid].value_counts()
-
-# %% ../nbs/09_cli.ipynb #ec033595
-def check_items(items:pd.DataFrame, n=None, classes=None, verify:bool=True):
-    "Raise a clear error for what would stop a run later: no items, duplicates, a validation-only class, unreadable images, `n` too large"
-    if len(items) == 0: raise ValueError("the data holds no images")
-    dup = items.path[items.path.duplicated()]
-    if len(dup): raise ValueError(f"{len(dup)} image paths appear more than once, e.g. {[str(p) for p in dup[:3]]}; give each image one row")
-    train = items[~items.is_valid] if 'is_valid' in items else items
-    counts = train.label.value_counts()
-    if len(counts) < 2: raise ValueError(f"the training items hold {len(counts)} class(es) ({_counts_text(counts)}); a classifier needs at least 2")
-    if 'is_valid' in items:
-        orphans = sorted(set(items.label[items.is_valid]) - set(counts.index))
-        if orphans: raise ValueError(f"the classes {orphans} have validation items but no training items; add training images of them")
-    if n is not None: _check_n(counts, n, classes)
-    if verify:
-        bad = verify_images(list(items.path))
-        if len(bad): raise OSError(f"{len(bad)} image file(s) cannot be read: {', '.join(str(p) for p in bad[:10])}"
-                                   f"{' ...' if len(bad) > 10 else ''}; remove or replace them, then run again")
-
-# %% ../nbs/09_cli.ipynb #3e8e72d3
-def _check_n(counts:pd.Series, n, classes=None):
-    "Raise if `n` (an int, or {class: n}) names unknown classes or leaves nothing to undersample"
-    targets = dict(n) if isinstance(n, dict) else {c: n for c in (classes or counts.index)}
-    unknown = [c for c in targets if c not in counts.index]
-    if unknown: raise ValueError(f"the classes {unknown} are not among the training classes: {_counts_text(counts)}")
-    if all(m >= counts[c] for c, m in targets.items()):
-        what = f"n={n}" if not isinstance(n, dict) else f"n={_counts_text(pd.Series(n))}"
-        raise ValueError(f"{what} is not below the number of training items of any class to undersample "
-                         f"({_counts_text(counts[list(targets)])}): nothing to undersample; lower n")
-
-# %% ../nbs/09_cli.ipynb #1cd12928
-class ItemLabels:
-    "The label of each item path, looked up in a table (a picklable `get_y` for DataLoader workers)"
-    def __init__(self, paths, labels): self.labels = dict(zip(paths, labels))
-    def __call__(self, path): return self.labels[path]
-
-# %% ../nbs/09_cli.ipynb #29b98bf2
-def item_dataloaders(items:pd.DataFrame, size:int=PAPER_RECIPE['size'], bs:int=PAPER_RECIPE['bs'], flip_vert:bool=True,
-                     num_workers:int=None, **kwargs):
-    "DataLoaders of an item table (`path`, `label`, `is_valid`) with the paper's augmentations (`paper_dls_kwargs`)"
-    paths = [Path(p) for p in items.path]
-    tfms = paper_dls_kwargs(size, bs, flip_vert)
-    # the items are the paths, so the selection's CSV names every image by its path
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=ItemLabels(paths, items.label.astype(str)),
-                       splitter=IndexSplitter(np.flatnonzero(items.is_valid.to_numpy(bool))),
-                       item_tfms=tfms['item_tfms'], batch_tfms=tfms['batch_tfms'])
-    if num_workers is not None: kwargs['num_workers'] = num_workers
-    return dblock.dataloaders(paths, bs=tfms['bs'], **kwargs)
-
-# %% ../nbs/09_cli.ipynb #4c25c9a6
-def get_arch(name:str):
-    "The architecture called `name`: a torchvision model function (resnet50, densenet121, vgg16_bn, ...) where torchvision has it, else a timm model name"
-    if name in torchvision.models.list_models(): return getattr(torchvision.models, name)
-    import timm
-    if timm.is_model(name): return name
-    raise ValueError(f"unknown architecture {name!r}: give a torchvision model name (resnet50, resnet18, densenet121, "
-                     "vgg16_bn, ...) or a timm model name (e.g. convnext_atto, resnet50d)")
-
-# %% ../nbs/09_cli.ipynb #d93eaf2e
-def train_recipe(learn, epochs:int=PAPER_RECIPE['epochs'], lr:float=PAPER_RECIPE['lr'], freeze_epochs:int=PAPER_RECIPE['freeze_epochs']):
-    "fastai's `fine_tune` (`freeze_epochs` with a frozen body first), or with `freeze_epochs=0` `fit_one_cycle` of the whole model"
-    if freeze_epochs: learn.fine_tune(epochs, lr, freeze_epochs=freeze_epochs)
-    else:
-        learn.unfreeze()  # a body trained from random weights should not be frozen
-        learn.fit_one_cycle(epochs, lr)
-
-# %% ../nbs/09_cli.ipynb #ed563831
-def equal_step_epochs(epochs:int, freeze_epochs:int, n_before:int, n_after:int) -> tuple:
-    "(epochs, freeze_epochs) for a training set of `n_after` batches per epoch with as many optimizer steps as (`epochs`, `freeze_epochs`) on `n_before`"
-    r = n_before / max(n_after, 1)
-    return max(1, round(epochs * r)), round(freeze_epochs * r)
-
 # %% ../nbs/09_cli.ipynb #9de30fc8
 def _cache_state(cache_dir) -> dict:
     "{file: modification time} of the cached features in `cache_dir`"
@@ -172,55 +63,58 @@ def _quiet(learn):
     return learn.no_bar() if hasattr(learn, 'no_bar') else contextlib.nullcontext()
 
 # %% ../nbs/09_cli.ipynb #246a7f15
-def run_subclass_undersampling(items:pd.DataFrame, out, n, classes=None, strategy:str='closest', layer='auto', pct:float=80,
-                               arch='resnet50', pretrained:bool=True, weights_file=None, size:int=PAPER_RECIPE['size'],
-                               bs:int=PAPER_RECIPE['bs'], epochs:int=PAPER_RECIPE['epochs'], freeze_epochs:int=PAPER_RECIPE['freeze_epochs'],
-                               lr:float=PAPER_RECIPE['lr'], flip_vert:bool=True, seed=42, train_fu:bool=False, fu_equal_steps:bool=False,
-                               cache_dir='auto', refresh:bool=False, num_workers:int=None, progress:bool=True,
-                               settings:dict=None, notes=(), title:str='Subclass undersampling report', truth=None, log=print) -> SimpleNamespace:
-    "Train f0 on `items`, undersample by subclass, optionally train f_u, and write the report to `out`; returns index, selection, f0, f_u, metrics"
-    out, notes, say = Path(out), list(notes), (log or (lambda *a: None))
-    cache_dir = out/'feature_cache' if cache_dir == 'auto' else cache_dir
-    arch_fn = get_arch(arch) if isinstance(arch, str) else arch
-    arch_name = arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch))
+def _facts(epochs, freeze_epochs, steps=None) -> str:
+    "How a model was trained, in words"
+    return f"{epochs} epochs{f' after {freeze_epochs} frozen' if freeze_epochs else ''}" + (f" ({steps} optimizer steps)" if steps else '')
+
+def _recipe(arch, pretrained, weights_file, size, bs, epochs, freeze_epochs, lr, flip_vert, fu_equal_steps) -> dict:
+    "The recipe of the command's flags"
+    return paper_recipe(arch=arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch)), pretrained=pretrained,
+                        weights_file=weights_file, size=size, bs=bs, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
+                        flip_vert=flip_vert, equal_steps=fu_equal_steps)
+
+@delegates(subclass_undersample, but=['learn', 'n', 'seed', 'progress'])
+def run_subclass_undersampling(items:pd.DataFrame, out, n, recipe:dict|None=None, seed=42, train_fu:bool=False,
+                               num_workers:int=None, progress:bool=True, report:dict|None=None, log=print, **kwargs) -> SimpleNamespace:
+    "Train f0 on `items` with `recipe`, undersample by subclass (`kwargs`: `subclass_undersample`'s), optionally train f_u, and write the report to `out` (`report`: `write_report`'s settings, notes, title, truth)"
+    out, report, say, recipe = Path(out), dict(report or {}), (log or (lambda *a: None)), paper_recipe(recipe)
+    notes, cache_dir = list(report.pop('notes', ())), kwargs.pop('cache_dir', 'auto')
+    cache_dir, layer, classes = out/'feature_cache' if cache_dir == 'auto' else cache_dir, kwargs.get('layer', 'auto'), kwargs.get('classes')
     set_seed(seed, reproducible=True)
-    dls = item_dataloaders(items, size, bs, flip_vert, num_workers)
+    dls = item_dataloaders(items, recipe, num_workers)
     set_seed(seed, reproducible=True)
-    f0 = subclass_learner(dls, arch_fn, pretrained=pretrained, weights_file=weights_file, lr=lr)
+    f0 = learner_like(dls, recipe)
+    with exit_code(EXIT_ARGS): resolve_layers(f0.model, layer)  # an unknown --layer: before any training
     start = deepcopy(f0.model.state_dict())  # where f_u starts too
-    say(f"f0: {arch_name} ({'pretrained' if pretrained else 'random weights'}), {epochs} epochs"
-        f"{f' after {freeze_epochs} frozen' if freeze_epochs else ''} on {len(dls.train_ds)} training items")
-    bars = (lambda learn: contextlib.nullcontext()) if progress else _quiet
-    with bars(f0): train_recipe(f0, epochs, lr, freeze_epochs)
+    fe, e = recipe['freeze_epochs'], recipe['epochs']
+    say(f"f0: {recipe['arch']} ({'pretrained' if recipe['pretrained'] else 'random weights'}), {_facts(e, fe)} on {len(dls.train_ds)} training items")
+    fit_recipe(f0, recipe, quiet=not progress, skip_valid=False)
     before = _cache_state(cache_dir)
-    sel = subclass_undersample(f0, n, classes, strategy, layer, pct, seed, progress=progress, cache_dir=cache_dir, refresh=refresh)
-    after = _cache_state(cache_dir)
-    cache = ('off' if cache_dir is None else 'read from the cache' if after == before else 'extracted and cached')
+    sel = subclass_undersample(f0, n, seed=seed, progress=progress, cache_dir=cache_dir, **kwargs)
+    cache = ('off' if cache_dir is None else 'read from the cache' if _cache_state(cache_dir) == before else 'extracted and cached')
     say(f"features: {cache}{'' if cache_dir is None else f' ({cache_dir})'}")
     for c, cs in sel.classes.items(): say(f"{c}: {cs.k} subclasses in layer {cs.layer}, kept {len(cs.kept)} of {len(cs.idx)}")
-    with bars(f0): metrics, f_u = {'f0': evaluate_learner(f0)}, None
+    with _quiet(f0): metrics, f_u, fu = {'f0': evaluate_learner(f0)}, None, 'not trained'
     if train_fu:
-        fu_dls = sel.dataloaders()
-        fu_epochs, fu_freeze = (equal_step_epochs(epochs, freeze_epochs, len(dls.train), len(fu_dls.train)) if fu_equal_steps
-                                else (epochs, freeze_epochs))
-        if fu_equal_steps: notes.append(f"f_u was trained for as many optimizer steps as f0: {fu_epochs} epochs"
-                                        f"{f' after {fu_freeze} frozen' if fu_freeze else ''} of {len(fu_dls.train)} batches, "
-                                        f"against f0's {epochs}{f' after {freeze_epochs} frozen' if freeze_epochs else ''} of {len(dls.train)}.")
         set_seed(seed, reproducible=True)
-        f_u = subclass_learner(fu_dls, arch_fn, pretrained=pretrained, weights_file=weights_file, lr=lr)
-        f_u.model.load_state_dict(start)
-        say(f"f_u: {fu_epochs} epochs{f' after {fu_freeze} frozen' if fu_freeze else ''} on {len(fu_dls.train_ds)} kept items")
-        with bars(f_u):
-            train_recipe(f_u, fu_epochs, lr, fu_freeze)
-            metrics['f_u'] = evaluate_learner(f_u)
-    settings = dict(settings or {}, arch=arch_name, pretrained=pretrained, weights_file=weights_file, image_size=size, bs=bs,
-                    epochs=epochs, freeze_epochs=freeze_epochs, lr=lr, flip_vert=flip_vert,
-                    n=n if not isinstance(n, dict) else _counts_text(pd.Series(n)), classes=', '.join(classes) if classes else 'auto',
-                    layer=layer if isinstance(layer, str) else ', '.join(layer), pct=pct,
-                    train_items=len(dls.train_ds), valid_items=len(dls.valid_ds),
-                    valid_per_class=_counts_text(_class_counts(items, True)), feature_cache=cache,
-                    f_u=f"{fu_epochs} epochs" + (f" after {fu_freeze} frozen" if fu_freeze else '') if train_fu else 'not trained')
-    index = write_report(sel, out, metrics=metrics, settings=settings, notes=notes, title=title, truth=truth)
+        f_u = learner_like(sel.dataloaders(), recipe, start)
+        steps = (fe + e) * len(dls.train) if recipe['equal_steps'] else None
+        say(f"f_u: {_facts(e, fe, steps)} on {len(f_u.dls.train_ds)} kept items")
+        facts = fit_recipe(f_u, recipe, steps, quiet=not progress, skip_valid=False)
+        fu = f"{facts['epochs']} epochs of {facts['batches_per_epoch']} batches, {facts['steps']} optimizer steps"
+        if steps: notes.append(f"f_u was trained for as many optimizer steps as f0 ({steps}): {fu}, against f0's "
+                               f"{_facts(e, fe)} of {len(dls.train)} batches.")
+        with _quiet(f_u): metrics['f_u'] = evaluate_learner(f_u)
+    settings = dict(report.pop('settings', None) or {}, **{k: v for k, v in recipe.items() if k not in ('aug', 'size', 'equal_steps')},
+                    image_size=recipe['size'], n=n if not isinstance(n, dict) else _counts_text(pd.Series(n)),
+                    classes=', '.join(classes) if classes else 'auto', layer=layer if isinstance(layer, str) else ', '.join(layer), pct=kwargs.get('pct', 80),
+                    train_items=len(dls.train_ds), valid_items=len(dls.valid_ds), valid_per_class=_counts_text(_class_counts(items, True)),
+                    feature_cache=cache, f_u=fu)
+    tmp = out.parent/f'.{out.name}.partial-{os.getpid()}'  # an interrupted report never mixes two runs
+    shutil.rmtree(tmp, ignore_errors=True)
+    index = write_report(sel, tmp, metrics=metrics, settings=settings, notes=notes, **report)
+    _move_report(tmp, out)
+    index = out/index.name
     say(f"report: {index.absolute()}")
     return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=f_u, metrics=metrics)
 
@@ -243,14 +137,16 @@ def parse_n(s:str):
 # %% ../nbs/09_cli.ipynb #0abd2ad1
 def _common_flags(p):
     "The flags both commands take: output, cache, seed, progress"
-    p.add_argument('--out', type=Path, default=p.get_default('out'), help="folder the report is written to (created; files in it are replaced) [%(default)s]")
-    p.add_argument('--seed', type=int, default=42, help="seed of the split, the training and the selection: the same seed gives the same report [%(default)s]")
+    p.add_argument('--out', type=Path, default=p.get_default('out'), help="folder the report is written to (created; written whole, then moved in) [%(default)s]")
+    p.add_argument('--overwrite', action='store_true', help="replace the files of a previous run in --out (its feature cache is kept)")
+    p.add_argument('--seed', type=int, default=42, help="seed of the split, the training and the selection: the same seed and the same --threads give the same report "
+                   "(f0's training, and so the selection, differs with torch's thread count) [%(default)s]")
     g = p.add_argument_group('feature cache')
     g.add_argument('--cache-dir', type=Path, help="folder of the feature cache, keyed by f0's weights, the items, layers and transforms [OUT/feature_cache]")
     g.add_argument('--no-cache', action='store_true', help="neither read nor write cached features")
     g.add_argument('--refresh', action='store_true', help="extract the features again even if they are cached (and cache the new ones)")
     p.add_argument('--threads', type=int, help="CPU threads of torch (torch.set_num_threads); 1 is fastest on a CPU shared with "
-                   "other busy processes [torch's default: one per core]")
+                   "other busy processes; keep it with --seed to repeat a run [torch's default: one per core]")
     p.add_argument('--quiet', action='store_true', help="no progress bars nor training tables")
     p.add_argument('--traceback', action='store_true', help="on an error, show Python's traceback instead of a one-line message")
 
@@ -317,6 +213,30 @@ def _check_args(p, a):
         if getattr(a, flag) < 1: p.error(f"--{flag.replace('_', '-')} must be at least 1")
     if a.freeze_epochs < 0: p.error("--freeze-epochs must be 0 or more")
     if a.fu_equal_steps and not a.train_fu: p.error("--fu-equal-steps is about f_u: add --train-fu")
+    if not 0 < a.pct <= 100: p.error(f"--pct is a percentile: it must be above 0 and at most 100, got {a.pct:g}")
+
+# %% ../nbs/09_cli.ipynb #b7c1d0e2
+def check_out(out, overwrite:bool=False):
+    "Raise a `CommandError` (exit code 2) if the report folder `out` is a file, cannot be written, or holds a report without `overwrite`"
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise CommandError(f"--out {out} is a file: give a folder for the report", EXIT_ARGS)
+    parent = next(p for p in [out, *out.parents] if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"--out {out}: cannot write in {parent}; give a folder you can write to", EXIT_ARGS)
+    old = [f.name for f in out.iterdir() if f.name != 'feature_cache'] if out.is_dir() else []
+    if old and not overwrite:
+        raise CommandError(f"--out {out} holds the files of a previous run ({len(old)}, e.g. {sorted(old)[:3]}); pass --overwrite "
+                           "to replace them, or give another --out", EXIT_ARGS)
+
+# %% ../nbs/09_cli.ipynb #c8d2e1f3
+def _move_report(tmp:Path, out:Path):
+    "Replace the files of `out` (but its feature cache) by those of the finished report in `tmp`"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in out.iterdir():
+        if f.name == 'feature_cache': continue
+        shutil.rmtree(f) if f.is_dir() else f.unlink()
+    for f in tmp.iterdir(): f.replace(out/f.name)
+    tmp.rmdir()
 
 # %% ../nbs/09_cli.ipynb #ec01bb7c
 def _fail(prog, e:CommandError, show_traceback=False) -> int:
@@ -327,28 +247,47 @@ def _fail(prog, e:CommandError, show_traceback=False) -> int:
     print(f"{prog}: error: {e}", file=sys.stderr)
     return e.code
 
+# %% ../nbs/09_cli.ipynb #d9e3f2a4
+@contextlib.contextmanager
+def _sigint_seen():
+    "A context whose value is true once Ctrl-C was pressed in it, even if a library turned the KeyboardInterrupt into another error"
+    seen = []
+    def handler(sig, frame):
+        seen.append(sig)
+        raise KeyboardInterrupt
+    try: old = signal.signal(signal.SIGINT, handler)
+    except ValueError: old = None  # not the main thread: leave the handler alone
+    try: yield seen
+    finally:
+        if old is not None: signal.signal(signal.SIGINT, old)
+
 # %% ../nbs/09_cli.ipynb #1f31c436
-def _run_command(prog, a, items_fn, **run_kwargs) -> int:
-    "Load and check the items (exit code 3), then train, select and report (exit code 4); a one-line message for each error"
+def _run_command(prog, a, items_fn, recipe, **run_kwargs) -> int:
+    "Check the arguments, the output folder, the weights file and the items, then train, select and report; a one-line message and its exit code for each error"
     t0 = time.time()
     if a.threads is not None:
         if a.threads < 1: return _fail(prog, CommandError("--threads must be at least 1", EXIT_ARGS))
         torch.set_num_threads(a.threads)
-    try:
-        if a.weights_file is not None and not Path(a.weights_file).is_file():
-            raise CommandError(f"--weights-file {a.weights_file} does not exist", EXIT_TRAIN)
-        with exit_code(EXIT_ARGS): get_arch(run_kwargs['arch'])
-        with exit_code(EXIT_DATA):
-            items = items_fn()
-            check_items(items, run_kwargs['n'], run_kwargs.get('classes'))
-        print(f"{prog}: {int((~items.is_valid).sum())} training items ({_counts_text(_class_counts(items, False))}), "
-              f"{int(items.is_valid.sum())} validation items ({_counts_text(_class_counts(items, True))})")
-        with exit_code(EXIT_TRAIN), warnings.catch_warnings():
-            warnings.filterwarnings('ignore', category=UserWarning, module='umap')  # n_jobs overridden by random_state
-            res = run_subclass_undersampling(items, a.out, seed=a.seed, cache_dir=None if a.no_cache else a.cache_dir or 'auto',
-                                             refresh=a.refresh, progress=not a.quiet, log=lambda m: print(f"{prog}: {m}"), **run_kwargs)
-    except CommandError as e: return _fail(prog, e, a.traceback)
-    except KeyboardInterrupt:
+    with _sigint_seen() as interrupted:
+        try:
+            check_out(a.out, a.overwrite)
+            if a.weights_file is not None:
+                if not Path(a.weights_file).is_file(): raise CommandError(f"--weights-file {a.weights_file} does not exist", EXIT_WEIGHTS)
+                with exit_code(EXIT_WEIGHTS): load_weights_file(a.weights_file)
+            with exit_code(EXIT_ARGS): get_arch(recipe['arch'])
+            with exit_code(EXIT_DATA):
+                items = items_fn()
+                check_items(items, run_kwargs['n'], run_kwargs.get('classes'))
+            print(f"{prog}: {int((~items.is_valid).sum())} training items ({_counts_text(_class_counts(items, False))}), "
+                  f"{int(items.is_valid.sum())} validation items ({_counts_text(_class_counts(items, True))})")
+            with exit_code(EXIT_TRAIN), warnings.catch_warnings():
+                warnings.filterwarnings('ignore', category=UserWarning, module='umap')  # n_jobs overridden by random_state
+                res = run_subclass_undersampling(items, a.out, recipe=recipe, seed=a.seed, cache_dir=None if a.no_cache else a.cache_dir or 'auto',
+                                                 refresh=a.refresh, progress=not a.quiet, log=lambda m: print(f"{prog}: {m}"), **run_kwargs)
+        except KeyboardInterrupt: interrupted.append(signal.SIGINT)
+        except CommandError as e:
+            if not interrupted: return _fail(prog, e, a.traceback)
+    if interrupted:
         print(f"{prog}: interrupted", file=sys.stderr); return EXIT_INTERRUPTED
     print(f"{prog}: done in {time.time() - t0:.0f} s; open {res.index.absolute()} in a browser")
     return EXIT_OK
@@ -362,11 +301,10 @@ def subclass_undersample_cli(argv=None) -> int:
     flip_vert = a.flip_vert if a.flip_vert is not None else a.layout != 'fisheries'
     settings = dict(data=str(a.csv or a.path), layout='csv' if a.csv else a.layout)
     items_fn = lambda: load_items(a.path, a.csv, a.path_col, a.label_col, a.valid_col, a.layout, a.valid_pct, a.seed)
-    return _run_command(p.prog, a, items_fn, n=a.n, classes=a.classes, strategy=a.strategy,
-                        layer=a.layer[0] if len(a.layer) == 1 else a.layer, pct=a.pct, arch=a.arch, pretrained=a.pretrained,
-                        weights_file=a.weights_file, size=a.size, bs=a.bs, epochs=a.epochs, freeze_epochs=a.freeze_epochs, lr=a.lr,
-                        flip_vert=flip_vert, train_fu=a.train_fu, fu_equal_steps=a.fu_equal_steps, num_workers=a.num_workers,
-                        settings=settings)
+    recipe = _recipe(a.arch, a.pretrained, a.weights_file, a.size, a.bs, a.epochs, a.freeze_epochs, a.lr, flip_vert, a.fu_equal_steps)
+    return _run_command(p.prog, a, items_fn, recipe, n=a.n, classes=a.classes, strategy=a.strategy,
+                        layer=a.layer[0] if len(a.layer) == 1 else a.layer, pct=a.pct, train_fu=a.train_fu, num_workers=a.num_workers,
+                        report=dict(settings=settings))
 
 # %% ../nbs/09_cli.ipynb #e3cad448
 def true_subclass(path) -> str:
@@ -374,7 +312,7 @@ def true_subclass(path) -> str:
     return Path(path).name.split('_')[0]
 
 # %% ../nbs/09_cli.ipynb #7bf54a57
-DEMO = dict(n=60, arch='resnet18', pretrained=False, size=32, bs=25, epochs=6, freeze_epochs=0, lr=0.01, train_fu=True, fu_equal_steps=True)
+DEMO = dict(n=60, arch='resnet18', pretrained=False, size=32, bs=25, epochs=6, freeze_epochs=0, lr=0.01)
 
 # %% ../nbs/09_cli.ipynb #6b155757
 def demo_parser() -> argparse.ArgumentParser:
@@ -398,10 +336,11 @@ def subclass_demo(argv=None) -> int:
     if a.epochs < 1: p.error("--epochs must be at least 1")
     if a.no_cache and (a.refresh or a.cache_dir): p.error("--no-cache turns the cache off: drop --refresh / --cache-dir")
     a.weights_file = None  # the demo needs no weights: it trains from random ones
-    kw = dict(DEMO, epochs=a.epochs)
+    recipe = _recipe(DEMO['arch'], DEMO['pretrained'], None, DEMO['size'], DEMO['bs'], a.epochs, DEMO['freeze_epochs'], DEMO['lr'], True, True)
     notes = [f"The demo: a ResNet18 from random weights on 32-pixel CIFAR-10 images, trained for {a.epochs} epochs, so its scores "
              "are low; the point is the subclasses of 'vehicle' and the layout of the report. The file names of the sample start "
              "with the true subclass (airplane, automobile, ship, truck): the table 'Known groups' of the class shows where each "
              "fell and how many of each were kept."]
-    return _run_command(p.prog, a, lambda: load_items(sample_path()), settings=dict(data=f"{sample_path()} (shipped sample)"),
-                        notes=notes, truth=true_subclass, title='subclass_demo: subclass undersampling of the shipped sample', num_workers=0, **kw)
+    report = dict(settings=dict(data=f"{sample_path()} (shipped sample)"), notes=notes, truth=true_subclass,
+                  title='subclass_demo: subclass undersampling of the shipped sample')
+    return _run_command(p.prog, a, lambda: load_items(sample_path()), recipe, n=DEMO['n'], train_fu=True, num_workers=0, report=report)

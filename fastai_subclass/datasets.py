@@ -9,14 +9,12 @@ import numpy as np
 import pandas as pd
 import torch
 from fastai.data.transforms import get_image_files
+from fastai.vision.utils import verify_images
 
 # %% auto #0
-__all__ = ['ITEM_COLUMNS', 'FISH_CLASSES', 'PLANT_CLASSES', 'check_files_exist', 'folder_items', 'sample_path', 'fisheries_items',
-           'plant_pathology_items', 'plant_pathology_test_files', 'csv_items', 'plant_pathology_submission',
-           'fisheries_submission']
-
-# %% ../nbs/05_datasets.ipynb #10f8bc79
-ITEM_COLUMNS = ('path', 'label', 'is_valid')
+__all__ = ['FISH_CLASSES', 'PLANT_CLASSES', 'LAYOUTS', 'check_files_exist', 'folder_items', 'sample_path', 'fisheries_items',
+           'plant_pathology_items', 'plant_pathology_test_files', 'csv_items', 'stratified_split', 'load_items',
+           'check_items', 'plant_pathology_submission', 'fisheries_submission']
 
 # %% ../nbs/05_datasets.ipynb #0b90e81d
 def _preview(xs, n=5):
@@ -161,6 +159,75 @@ def csv_items(csv, path_col:str='path', label_col:str='label', valid_col:str|Non
     paths = [root/str(p) for p in df[path_col]]  # an absolute path in the CSV stays as it is
     if check_files: check_files_exist(paths)
     return _item_table(paths, df[label_col], _as_bool(df[valid_col], f"column {valid_col!r}") if valid_col else None)
+
+# %% ../nbs/05_datasets.ipynb #b8954396
+def stratified_split(labels, valid_pct:float=0.2, seed=42) -> np.ndarray:
+    "A seeded `is_valid` mask with `valid_pct` of the items of every class (a class of one item stays in training)"
+    if not 0 < valid_pct < 1: raise ValueError(f"valid_pct must be between 0 and 1 (a fraction of each class), got {valid_pct}")
+    labels, rng = np.asarray(labels), np.random.default_rng(seed)
+    is_valid = np.zeros(len(labels), bool)
+    for c in pd.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_valid = min(len(idx) - 1, max(1, round(valid_pct * len(idx)))) if len(idx) > 1 else 0
+        is_valid[idx[:n_valid]] = True
+    return is_valid
+
+# %% ../nbs/05_datasets.ipynb #9afa687d
+LAYOUTS = ('folder', 'plant-pathology', 'fisheries')
+
+# %% ../nbs/05_datasets.ipynb #c31b99de
+def load_items(path=None, csv=None, path_col:str='path', label_col:str='label', valid_col:str=None,
+               layout:str='folder', valid_pct:float=0.2, seed=42) -> pd.DataFrame:
+    "The item table (`path`, `label`, `is_valid`) of a folder per class (with or without train/valid), a CSV, or a Kaggle `layout`"
+    if layout not in LAYOUTS: raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    if csv is not None:
+        if layout != 'folder': raise ValueError("pass either a CSV or a Kaggle layout, not both")
+        items = csv_items(csv, path_col, label_col, valid_col, root=path)
+    elif path is None: raise ValueError("pass a data folder, or a CSV of image paths and labels")
+    elif layout == 'plant-pathology': items = plant_pathology_items(path)
+    elif layout == 'fisheries': items = fisheries_items(path)
+    else: items = folder_items(path)
+    if 'is_valid' not in items: items = items.assign(is_valid=stratified_split(items.label, valid_pct, seed))
+    return items
+
+# %% ../nbs/05_datasets.ipynb #37a791fc
+def _counts_text(counts) -> str: return ', '.join(f"{c} {m}" for c, m in counts.items())
+
+def _class_counts(items, valid:bool) -> pd.Series:
+    "Items per class of the training (`valid=False`) or validation items"
+    return items.label[items.is_valid == valid].value_counts()
+
+# %% ../nbs/05_datasets.ipynb #ec033595
+def check_items(items:pd.DataFrame, n=None, classes=None, verify:bool=True):
+    "Raise a clear error for what would stop a run later: no items, duplicates, a validation-only class, unreadable images, `n` too large"
+    if len(items) == 0: raise ValueError("the data holds no images")
+    dup = items.path[items.path.duplicated()]
+    if len(dup): raise ValueError(f"{len(dup)} image paths appear more than once, e.g. {[str(p) for p in dup[:3]]}; give each image one row")
+    train = items[~items.is_valid] if 'is_valid' in items else items
+    counts = train.label.value_counts()
+    if len(counts) < 2: raise ValueError(f"the training items hold {len(counts)} class(es) ({_counts_text(counts)}); a classifier needs at least 2")
+    if 'is_valid' in items:
+        orphans = sorted(set(items.label[items.is_valid]) - set(counts.index))
+        if orphans: raise ValueError(f"the classes {orphans} have validation items but no training items; add training images of them")
+    if n is not None: _check_n(counts, n, classes)
+    if verify:
+        bad = verify_images(list(items.path))
+        if len(bad): raise OSError(f"{len(bad)} image file(s) cannot be read: {', '.join(str(p) for p in bad[:10])}"
+                                   f"{' ...' if len(bad) > 10 else ''}; remove or replace them, then run again")
+
+# %% ../nbs/05_datasets.ipynb #3e8e72d3
+def _check_n(counts:pd.Series, n, classes=None):
+    "Raise if `n` (an int, or {class: n}) names unknown classes or leaves nothing to undersample"
+    targets = dict(n) if isinstance(n, dict) else {c: n for c in (classes or counts.index)}
+    unknown = [c for c in targets if c not in counts.index]
+    if unknown: raise ValueError(f"the classes {unknown} are not among the training classes: {_counts_text(counts)}")
+    small = {c: int(counts[c]) for c, m in targets.items() if m < counts[c] < 3}
+    if small: raise ValueError(f"the classes {list(small)} have {_counts_text(pd.Series(small))} training items: too few to "
+                               "cluster into subclasses (3 needed); keep them whole (leave them out of --classes, or raise n)")
+    if all(m >= counts[c] for c, m in targets.items()):
+        what = f"n={n}" if not isinstance(n, dict) else f"n={_counts_text(pd.Series(n))}"
+        raise ValueError(f"{what} is not below the number of training items of any class to undersample "
+                         f"({_counts_text(counts[list(targets)])}): nothing to undersample; lower n")
 
 # %% ../nbs/05_datasets.ipynb #45295b49
 def _probs_array(probs) -> np.ndarray:

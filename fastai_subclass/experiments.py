@@ -11,25 +11,18 @@ import numpy as np, pandas as pd, torch, torchvision
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
 from fastai.torch_core import set_seed
-from fastai.callback.core import Callback, CancelValidException, CancelFitException
 from fastai.data.core import DataLoaders
-from fastai.data.block import DataBlock, CategoryBlock
-from fastai.data.transforms import ColReader, ColSplitter
-from fastai.vision.data import ImageBlock
-from fastai.vision.augment import Resize
 import fastai.callback.schedule, fastai.callback.progress  # noqa: F401 (Learner.fit_one_cycle, fine_tune, no_bar)
 from .core import select_samples, STRATEGIES
 from .select import (subset_dataloaders, subclass_undersample, train_labels, item_keys, take_items,
                                     SubclassSelection, ClassSelection, _targets)
-from .metrics import mean_roc_auc, multiclass_log_loss, per_class_recall, weighted_cross_entropy
-from .train import subclass_learner, paper_aug_transforms, PAPER_RECIPE
+from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
+from .train import PAPER_RECIPE, paper_recipe, item_dataloaders, learner_like, fit_recipe
 
 # %% auto #0
-__all__ = ['METHODS', 'EXPERIMENT_RECIPE', 'SCORES', 'LOWER_IS_BETTER', 'parse_method', 'class_counts', 'random_undersample',
-           'minority_classes', 'oversample', 'reselect', 'experiment_recipe', 'experiment_dls', 'SkipValidation',
-           'experiment_learner', 'StepBudget', 'fit_recipe', 'score_learner', 'score_columns', 'summarize',
-           'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun', 'runs_table',
-           'ExperimentResults', 'run_experiment']
+__all__ = ['METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample', 'reselect',
+           'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun',
+           'runs_table', 'ExperimentResults', 'run_experiment']
 
 # %% ../nbs/07_experiments.ipynb #5f588980
 METHODS = ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
@@ -98,104 +91,6 @@ def reselect(sel:SubclassSelection, strategy:str, pct:float=80, seed=42) -> Subc
                                                    "reselect needs the result of subclass_undersample")
         classes[c] = ClassSelection(c, cs.idx, cs.layer, cs.labels, select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed), cs.by_layer)
     return SubclassSelection(sel.dls, sel.labels, classes, strategy, seed)
-
-# %% ../nbs/07_experiments.ipynb #6863eb46
-EXPERIMENT_RECIPE = dict(arch='resnet50', pretrained=True, size=PAPER_RECIPE['size'], bs=PAPER_RECIPE['bs'], lr=PAPER_RECIPE['lr'],
-                         epochs=PAPER_RECIPE['epochs'], freeze_epochs=PAPER_RECIPE['freeze_epochs'], aug=True, flip_vert=True,
-                         equal_steps=None, weights_file=None)
-
-# %% ../nbs/07_experiments.ipynb #0ecd4b0e
-def experiment_recipe(recipe:dict|None=None, **kwargs) -> dict:
-    "`EXPERIMENT_RECIPE` updated with `recipe` and `kwargs`; `equal_steps=None` becomes `not pretrained`"
-    res = {**EXPERIMENT_RECIPE, **(recipe or {}), **kwargs}
-    unknown = [k for k in res if k not in EXPERIMENT_RECIPE]
-    if unknown: raise ValueError(f"unknown recipe keys {unknown}; a recipe has the keys {list(EXPERIMENT_RECIPE)}")
-    if res['equal_steps'] is None: res['equal_steps'] = not res['pretrained']
-    if not isinstance(res['arch'], str): raise TypeError(f"recipe arch must be a model name (e.g. 'resnet18'), so the recipe can be "
-                                                         f"recorded and compared; got {res['arch']!r}")
-    if res['weights_file'] is not None: res['weights_file'] = str(res['weights_file'])
-    return res
-
-# %% ../nbs/07_experiments.ipynb #cc24754e
-def experiment_dls(items:pd.DataFrame, recipe:dict|None=None, num_workers:int=0, device=None) -> DataLoaders:
-    "DataLoaders of an item table (`path`, `label`, `is_valid`), with the recipe's size, batch size and augmentations; `is_valid` rows are the test split"
-    recipe = experiment_recipe(recipe)
-    missing = [c for c in ('path', 'label', 'is_valid') if c not in items]
-    if missing: raise ValueError(f"the item table lacks the columns {missing}; it needs path, label and is_valid (True for the test "
-                                 "split), e.g. from fastai_subclass.datasets.folder_items")
-    if not items['is_valid'].any() or items['is_valid'].all():
-        raise ValueError("the item table needs both training rows (is_valid False) and test rows (is_valid True)")
-    test_only = sorted(set(items.label[items.is_valid]) - set(items.label[~items.is_valid]))
-    if test_only: raise ValueError(f"the classes {test_only} have test items but no training items")
-    tfms = paper_aug_transforms(flip_vert=recipe['flip_vert']) if recipe['aug'] else None
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader('path'), get_y=ColReader('label'),
-                      splitter=ColSplitter('is_valid'), item_tfms=Resize(recipe['size']), batch_tfms=tfms)
-    return block.dataloaders(items, bs=recipe['bs'], num_workers=num_workers, device=device)
-
-# %% ../nbs/07_experiments.ipynb #a102521f
-class SkipValidation(Callback):
-    "Skip the validation pass of every epoch: the test split steers nothing during training (and it saves time)"
-    order = -10
-    def before_validate(self): raise CancelValidException()
-
-# %% ../nbs/07_experiments.ipynb #244718fc
-def _arch(name:str):
-    "The torchvision model function called `name`, or the name itself for timm"
-    return getattr(torchvision.models, name, None) if callable(getattr(torchvision.models, name, None)) else name
-
-def experiment_learner(dls, recipe:dict, loss_func=None, start:dict|None=None):
-    "A learner for `dls` with the recipe's architecture and weights, starting from the state dict `start` where given"
-    kw = dict(weights_file=recipe['weights_file']) if recipe['weights_file'] else {}
-    # the Learner does not move the loss: the class weights of a weighted loss must be on the data's device
-    if loss_func is not None and hasattr(loss_func, 'to') and dls.device is not None: loss_func.to(dls.device)
-    learn = subclass_learner(dls, _arch(recipe['arch']), pretrained=recipe['pretrained'], lr=recipe['lr'], loss_func=loss_func, **kw)
-    if start is not None: learn.model.load_state_dict(start)
-    return learn
-
-# %% ../nbs/07_experiments.ipynb #3ba20f68
-class StepBudget(Callback):
-    "Count the optimizer steps of every fit; with `targets` (steps per fit), end each fit there, its schedule spread over a fractional number of epochs"
-    order = 100  # after the recorder and the schedulers have seen the batch
-    def __init__(self, targets=None): self.targets, self.taken = None if targets is None else list(targets), []
-    def before_fit(self): self.target = self.targets.pop(0) if self.targets is not None else None
-    def before_epoch(self):
-        # after fit has fixed its loop over whole epochs: the one-cycle schedule then ends at the target step
-        if self.target is not None and self.epoch == 0: self.learn.n_epoch = self.target / len(self.dls.train)
-    def after_batch(self):
-        if self.training and self.target is not None and self.train_iter >= self.target: raise CancelFitException()
-    def after_fit(self): self.taken.append(self.train_iter)
-
-# %% ../nbs/07_experiments.ipynb #a993b1a6
-def fit_recipe(learn, recipe:dict, base_batches:int|None=None) -> dict:
-    "Train `learn` with the recipe (`fine_tune`, or `fit_one_cycle` without frozen epochs); with `base_batches`, for as many steps as the baseline"
-    fe, e, b = recipe['freeze_epochs'], recipe['epochs'], len(learn.dls.train)
-    if b == 0: raise ValueError(f"{len(learn.dls.train_ds)} training items make no batch of {learn.dls.bs}: lower bs")
-    if base_batches:  # the baseline's steps of each fit, in enough whole epochs, stopped there
-        budget = StepBudget([m * base_batches for m in ((fe, e) if fe else (e,))])
-        fe, e = math.ceil(fe * base_batches / b), math.ceil(e * base_batches / b)
-    else: budget = StepBudget()
-    cbs = [SkipValidation(), budget]
-    with learn.no_bar(), learn.no_logging():
-        if fe: learn.fine_tune(e, recipe['lr'], freeze_epochs=fe, cbs=cbs)
-        else:
-            learn.unfreeze()
-            learn.fit_one_cycle(e, recipe['lr'], cbs=cbs)
-    steps = sum(budget.taken)
-    return dict(epochs=round(steps / b, 2), steps=steps, batches_per_epoch=b)
-
-# %% ../nbs/07_experiments.ipynb #1b712408
-SCORES = ('mean_roc_auc', 'log_loss', 'balanced_accuracy', 'accuracy')
-LOWER_IS_BETTER = ('log_loss',)
-
-# %% ../nbs/07_experiments.ipynb #57385e4f
-def score_learner(learn, dl=None) -> dict:
-    "Mean ROC AUC, log loss, balanced accuracy, accuracy and the recall of every class (`recall_<class>`) of `learn` on `dl` (the test split by default)"
-    with learn.no_bar(): probs, targs = learn.get_preds(dl=learn.dls.valid if dl is None else dl)
-    vocab = [str(c) for c in learn.dls.vocab]
-    recall = per_class_recall(targs, probs, classes=vocab)
-    res = dict(mean_roc_auc=mean_roc_auc(targs, probs, classes=vocab), log_loss=multiclass_log_loss(targs, probs),
-               balanced_accuracy=float(recall.mean()), accuracy=float((probs.argmax(1) == targs).float().mean()))
-    return {**res, **{f'recall_{c}': float(r) for c, r in zip(vocab, recall)}}
 
 # %% ../nbs/07_experiments.ipynb #05431daa
 def score_columns(runs:pd.DataFrame) -> list:
@@ -291,6 +186,21 @@ def _write_json(fn:Path, obj):
     tmp = fn.with_suffix('.tmp')
     tmp.write_text(json.dumps(obj, indent=1, default=str)); tmp.replace(fn)
 
+# %% ../nbs/07_experiments.ipynb #c3a9d2f1
+def _save_weights(state:dict, fn:Path):
+    "Save the state dict `state` to `fn` whole (a temporary file, then renamed: a run killed while saving leaves no half file)"
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_name(f'{fn.name}.{os.getpid()}.tmp')
+    try: torch.save(state, tmp); tmp.replace(fn)
+    finally: tmp.unlink(missing_ok=True)
+
+def _load_weights(fn:Path) -> dict:
+    "The state dict saved in `fn`; an error naming the file (and what to do) if it cannot be read"
+    try: return torch.load(fn, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"cannot read the saved weights {fn} ({type(e).__name__}: {str(e)[:200]}); delete the file to train "
+                         "that f0 again, or pass redo=True") from e
+
 # %% ../nbs/07_experiments.ipynb #4de27935
 def runs_table(records) -> pd.DataFrame:
     "One row per run record: method, seed, draw, training items, epochs, steps, time, scores and class counts"
@@ -350,7 +260,7 @@ def _resolve_targets(labels, n, classes, kinds) -> dict:
 # %% ../nbs/07_experiments.ipynb #0b03c175
 def _experiment_data(data, recipe, num_workers):
     "(DataLoaders, the recipe as recorded, a hash of the data) for an item table or ready DataLoaders"
-    if isinstance(data, pd.DataFrame): dls = experiment_dls(data, recipe, num_workers)
+    if isinstance(data, pd.DataFrame): dls = item_dataloaders(data, recipe, num_workers)
     elif isinstance(data, DataLoaders):
         dls = data  # its own transforms and batch size: record those instead of the recipe's
         recipe = {k: v for k, v in recipe.items() if k not in ('size', 'aug', 'flip_vert')}
@@ -408,14 +318,14 @@ class _Experiment:
         raise ValueError(f"{run.method} needs f0")
 
     def learner(self, positions, start, loss_func=None):
-        return experiment_learner(subset_dataloaders(self.dls, positions), self.recipe, loss_func, start)
+        return learner_like(subset_dataloaders(self.dls, positions), self.recipe, start, loss_func)
 
-    def train(self, run, positions, start, base_batches, loss_func=None):
+    def train(self, run, positions, start, steps, loss_func=None):
         "A fresh learner from `start` trained on `positions`, and the facts of its training"
         set_seed(run.seed, reproducible=True)  # the same shuffling and augmentation draws for every method of a seed
         learn = self.learner(positions, start, loss_func)
         t = time.time()
-        facts = fit_recipe(learn, self.recipe, base_batches if self.recipe['equal_steps'] else None)
+        facts = fit_recipe(learn, self.recipe, steps if self.recipe['equal_steps'] else None)
         return learn, {**facts, 'train_s': round(time.time() - t, 1)}
 
     def record(self, run, positions, facts, start_hash, target_steps, scores, selection=None, **extra) -> dict:
@@ -451,12 +361,12 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     if needs_f0:
         fn, base = ex.f0_path(seed), ExperimentRun('baseline', seed)
         if fn.exists() and not redo:
-            f0 = ex.learner(everything, torch.load(fn, map_location='cpu'))
+            f0 = ex.learner(everything, _load_weights(fn))
             f0_facts = dict(epochs=float(ex.recipe['freeze_epochs'] + ex.recipe['epochs']), steps=target_steps,
                             batches_per_epoch=base_batches, train_s=0.)  # read back: trained by an earlier call
         else:
-            f0, f0_facts = ex.train(base, everything, start, base_batches)
-            fn.parent.mkdir(parents=True, exist_ok=True); torch.save(f0.model.state_dict(), fn)
+            f0, f0_facts = ex.train(base, everything, start, target_steps)
+            _save_weights(f0.model.state_dict(), fn)
         for r in needs_f0:
             if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
         sub = [r for r in needs_f0 if r.spec['kind'] == 'subclass']
@@ -466,7 +376,7 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
             sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec['strategy'], seed=seed, progress=False, **kw)
             for r in sub:
                 sel = reselect(sel0, r.spec['strategy'], kw['pct'], seed)
-                learn, facts = ex.train(r, sel.keep, start, base_batches)
+                learn, facts = ex.train(r, sel.keep, start, target_steps)
                 done[r.name] = ex.record(r, sel.keep, facts, start_hash, target_steps, score_learner(learn), sel)
     for r in todo:
         kind = r.spec['kind']
@@ -474,7 +384,7 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
         pos, extra = ex.positions(r), {}
         loss = weighted_cross_entropy(class_counts(ex.labels, pos), ex.vocab) if kind == 'weighted_loss' else None
         if loss is not None: extra['class_weights'] = dict(zip(ex.vocab, loss.func.weight.tolist()))
-        learn, facts = ex.train(r, pos, start, base_batches, loss)
+        learn, facts = ex.train(r, pos, start, target_steps, loss)
         done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), **extra)
 
 # %% ../nbs/07_experiments.ipynb #c6b7d545
@@ -482,7 +392,7 @@ def run_experiment(data, methods=METHODS, seeds=(0, 1, 2), n=None, classes=None,
                    draws:int=3, oversample_factor:int=2, minority=None, select_kwargs:dict|None=None, redo:bool=False,
                    num_workers:int=0, verbose:bool=True, save:bool=True) -> ExperimentResults:
     "Train and score `methods` x `seeds` (x `draws` of random undersampling) with the same recipe, starting weights and test split; resumes from `out_dir`"
-    recipe = experiment_recipe(recipe)
+    recipe = paper_recipe(recipe)
     runs = _plan(list(methods), list(seeds), draws)
     dls, recipe, data_hash = _experiment_data(data, recipe, num_workers)
     labels = train_labels(dls)

@@ -4,19 +4,20 @@
 
 # %% ../nbs/04_metrics.ipynb #ce75891e
 from __future__ import annotations
-import inspect
+import contextlib, inspect, math
 from collections.abc import Mapping
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, recall_score, balanced_accuracy_score
+from sklearn.utils.class_weight import compute_class_weight
 from fastai.metrics import AccumMetric, ActivationType
 from fastai.losses import CrossEntropyLossFlat
 
 # %% auto #0
-__all__ = ['class_indices', 'check_probs', 'class_roc_aucs', 'mean_roc_auc', 'multiclass_log_loss', 'per_class_recall',
-           'balanced_accuracy', 'ProbsMetric', 'MeanRocAuc', 'MultiLogLoss', 'BalancedAccuracy', 'ClassRecall',
-           'PerClassRecall', 'class_weights', 'weighted_cross_entropy']
+__all__ = ['mean_roc_auc', 'SCORES', 'LOWER_IS_BETTER', 'class_indices', 'check_probs', 'class_roc_aucs', 'mean_roc_auc_score',
+           'multiclass_log_loss', 'per_class_recall', 'balanced_accuracy', 'ProbsMetric', 'MeanRocAuc', 'MultiLogLoss',
+           'ClassRecall', 'PerClassRecall', 'score_learner', 'class_weights', 'weighted_cross_entropy']
 
 # %% ../nbs/04_metrics.ipynb #0628a46a
 def _np(x) -> np.ndarray:
@@ -100,9 +101,11 @@ def class_roc_aucs(y_true, probs, classes=None) -> np.ndarray:
     return np.array(aucs)
 
 # %% ../nbs/04_metrics.ipynb #6a635526
-def mean_roc_auc(y_true, probs, classes=None) -> float:
+def mean_roc_auc_score(y_true, probs, classes=None) -> float:
     "Mean over the classes of the one-vs-rest ROC AUC of each column of `probs`: the Plant Pathology 2020 score"
     return float(class_roc_aucs(y_true, probs, classes).mean())
+
+mean_roc_auc = mean_roc_auc_score  # the name before 0.2
 
 # %% ../nbs/04_metrics.ipynb #1511aed1
 def multiclass_log_loss(y_true, probs, eps:float=1e-15) -> float:
@@ -129,19 +132,19 @@ def _pred_classes(y_true, probs_or_preds, n_classes=None, classes=None):
 
 # %% ../nbs/04_metrics.ipynb #9b37756e
 def per_class_recall(y_true, probs_or_preds, n_classes:int|None=None, classes=None) -> np.ndarray:
-    "Recall of each class: the share of its items in `y_true` predicted as it (from probabilities, N x C, or predicted indices, N)"
+    "Recall of each class (scikit-learn's `recall_score`, `average=None`), from probabilities (N x C) or predicted indices (N)"
     y, pred, n_classes = _pred_classes(y_true, probs_or_preds, n_classes, classes)
-    n_items = np.bincount(y, minlength=n_classes)
-    hits = np.bincount(y[pred == y], minlength=n_classes)
-    if (n_items == 0).any():
-        raise ValueError(f"{', '.join(_class_name(c, classes) for c in np.flatnonzero(n_items == 0))} has no item in y_true, "
-                         "so its recall is undefined; score on a set that holds items of every class")
-    return hits / n_items
+    absent = np.flatnonzero(np.bincount(y, minlength=n_classes) == 0)
+    if len(absent): raise ValueError(f"{', '.join(_class_name(c, classes) for c in absent)} has no item in y_true, "
+                                     "so its recall is undefined; score on a set that holds items of every class")
+    return recall_score(y, pred, labels=np.arange(n_classes), average=None)
 
 # %% ../nbs/04_metrics.ipynb #5eb68f64
 def balanced_accuracy(y_true, probs_or_preds, n_classes:int|None=None, classes=None) -> float:
-    "Balanced accuracy: the mean of the recalls of all the classes"
-    return float(per_class_recall(y_true, probs_or_preds, n_classes, classes).mean())
+    "Balanced accuracy (scikit-learn's `balanced_accuracy_score`): the mean of the recalls of all the classes"
+    y, pred, n_classes = _pred_classes(y_true, probs_or_preds, n_classes, classes)
+    per_class_recall(y, pred, n_classes, classes)  # the same checks: every class needs items
+    return float(balanced_accuracy_score(y, pred))
 
 # %% ../nbs/04_metrics.ipynb #4884180a
 class ProbsMetric(AccumMetric):
@@ -174,9 +177,6 @@ def MultiLogLoss():
     "Kaggle's multi-class log loss (Fisheries score) as a fastai metric, `log_loss` in the training table (lower is better)"
     return ProbsMetric(multiclass_log_loss, name='log_loss')
 
-def BalancedAccuracy():
-    "Balanced accuracy (mean recall of the classes) as a fastai metric, `balanced_acc` in the training table"
-    return ProbsMetric(balanced_accuracy, name='balanced_acc')
 
 # %% ../nbs/04_metrics.ipynb #c2bde0f8
 def _recall_of(y_true, probs, index:int, classes=None) -> float:
@@ -191,9 +191,35 @@ def PerClassRecall(classes) -> list:
     "A `ClassRecall` for every class of `classes` (e.g. `dls.vocab`), in that order"
     return [ClassRecall(i, str(c)) for i, c in enumerate(classes)]
 
+# %% ../nbs/04_metrics.ipynb #f2a3b4c5
+SCORES = ('mean_roc_auc', 'log_loss', 'balanced_accuracy', 'accuracy')
+LOWER_IS_BETTER = ('log_loss',)
+
+def _or_nan(f, *args, **kwargs) -> float:
+    "`f(*args, **kwargs)` as a float, or NaN where the score is undefined on this set"
+    try: return float(f(*args, **kwargs))
+    except ValueError: return math.nan
+
+def score_learner(learn, dl=None) -> dict:
+    "`SCORES` and the recall of every class (`recall_<class>`) of `learn` on `dl` (its validation set by default); NaN where undefined"
+    dl = learn.dls.valid if dl is None else dl
+    if len(dl.dataset) == 0: raise ValueError("the validation set is empty: there is nothing to score; give it some items")
+    ctx, metrics = learn.no_bar() if hasattr(learn, 'no_bar') else contextlib.nullcontext(), learn.metrics
+    learn.metrics = []  # the learner's own metrics are not needed, and may be undefined on `dl`
+    try:
+        with ctx: probs, targs = learn.get_preds(dl=dl)
+    finally: learn.metrics = metrics
+    p, y = check_probs(probs), class_indices(targs)
+    vocab = [str(c) for c in (getattr(learn.dls, 'vocab', None) or range(p.shape[1]))]  # class names, or indices
+    pred = p.argmax(1)
+    res = dict(mean_roc_auc=_or_nan(mean_roc_auc_score, y, p, vocab), log_loss=_or_nan(multiclass_log_loss, y, p),
+               balanced_accuracy=_or_nan(balanced_accuracy, y, pred, len(vocab), vocab), accuracy=float((pred == y).mean()))
+    # the recall of each class on its own: a class absent from the set has none (NaN), the others still do
+    return {**res, **{f'recall_{c}': float((pred[y == i] == i).mean()) if (y == i).any() else math.nan for i, c in enumerate(vocab)}}
+
 # %% ../nbs/04_metrics.ipynb #f7b9e958
 def class_weights(counts, classes=None) -> np.ndarray:
-    "Weight of each class, w_c = N / (C * n_c) for n_c of its N training samples; `counts` a sequence or a {class: n} mapping"
+    "Weight of each class, w_c = N / (C * n_c) for n_c of its N training samples (scikit-learn's 'balanced'); `counts` a sequence or a {class: n} mapping"
     if isinstance(counts, Mapping) or hasattr(counts, 'keys'):  # a dict or a pandas Series (e.g. `value_counts()`)
         counts = dict(counts)
         if classes is not None:
@@ -209,7 +235,8 @@ def class_weights(counts, classes=None) -> np.ndarray:
     if bad.any():
         raise ValueError(f"every class needs a whole number of at least 1 training sample to get a weight; "
                          f"{', '.join(f'{_class_name(c, classes)} has {n[c]:g}' for c in np.flatnonzero(bad))}")
-    return (n.sum() / (len(n) * n)).astype(np.float32)
+    idx = np.arange(len(n))
+    return compute_class_weight('balanced', classes=idx, y=np.repeat(idx, n.astype(np.int64))).astype(np.float32)
 
 # %% ../nbs/04_metrics.ipynb #066d238a
 def weighted_cross_entropy(counts, classes=None, **kwargs) -> CrossEntropyLossFlat:

@@ -4,29 +4,50 @@
 
 # %% ../nbs/06_train.ipynb #21c14ac4
 from __future__ import annotations
-import shutil, urllib.error
+import contextlib, math, operator, sys, urllib.error, warnings, weakref
 from functools import partial
 from copy import deepcopy
 from pathlib import Path
-import torch, torchvision
+import numpy as np, pandas as pd, torch, torchvision
 from torchvision.transforms.v2.functional import gaussian_blur
 from fastcore.basics import patch, store_attr, first, ifnone
+from fastcore.foundation import L
+from fastcore.meta import delegates
 from fastai.torch_core import TensorImage, TensorBase
-from fastai.callback.core import Callback
-from fastai.callback.schedule import ParamScheduler
+from fastai.callback.core import Callback, CancelValidException, CancelFitException
+from fastai.data.core import DataLoaders
+from fastai.data.block import DataBlock, CategoryBlock
+from fastai.data.transforms import IndexSplitter
+from fastai.vision.data import ImageBlock
+import fastai.callback.progress  # noqa: F401 (Learner.no_bar)
+from fastai.callback.schedule import ParamScheduler, LRFinder
 from fastai.callback.fp16 import MixedPrecision
 from fastai.learner import Learner
 from fastai.vision.augment import (AffineCoordTfm, RandTransform, Resize, aug_transforms, affine_mat, _draw_mask)
-from fastai.vision.learner import vision_learner, model_meta
+from fastai.vision.learner import vision_learner, model_meta, create_body, _add_norm
 from .features import _uses_fp16
 from .select import subclass_undersample, SubclassSelection
 
 # %% auto #0
-__all__ = ['PAPER_RECIPE', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs', 'subclass_learner',
-           'RecordStates', 'SubclassUndersampling']
+__all__ = ['PAPER_RECIPE', 'paper_recipe', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs',
+           'load_weights_file', 'subclass_learner', 'get_arch', 'item_dataloaders', 'learner_like', 'SkipValidation',
+           'StepBudget', 'fit_recipe', 'SubclassUndersampling']
 
 # %% ../nbs/06_train.ipynb #125c8656
-PAPER_RECIPE = dict(bs=25, size=224, lr=0.01, epochs=8, freeze_epochs=3)
+PAPER_RECIPE = dict(arch='resnet50', pretrained=True, size=224, bs=25, lr=0.01, epochs=8, freeze_epochs=3, aug=True, flip_vert=True,
+                    equal_steps=None, weights_file=None)
+
+# %% ../nbs/06_train.ipynb #0ecd4b0e
+def paper_recipe(recipe:dict|None=None, **kwargs) -> dict:
+    "`PAPER_RECIPE` updated with `recipe` and `kwargs`; `equal_steps=None` becomes `not pretrained`"
+    res = {**PAPER_RECIPE, **(recipe or {}), **kwargs}
+    unknown = [k for k in res if k not in PAPER_RECIPE]
+    if unknown: raise ValueError(f"unknown recipe keys {unknown}; a recipe has the keys {list(PAPER_RECIPE)}")
+    if res['equal_steps'] is None: res['equal_steps'] = not res['pretrained']
+    if not isinstance(res['arch'], str): raise TypeError(f"recipe arch must be a model name (e.g. 'resnet18'), so the recipe can be "
+                                                         f"recorded and compared; got {res['arch']!r}")
+    if res['weights_file'] is not None: res['weights_file'] = str(res['weights_file'])
+    return res
 
 # %% ../nbs/06_train.ipynb #5cca1ab8
 def shift_mat(x, max_shift=0.2, p=0.75, batch=False):
@@ -79,18 +100,30 @@ def _torchvision_weights_file(arch):
     return Path(w.url).name
 
 # %% ../nbs/06_train.ipynb #2e536ffc
-def _install_weights(arch, weights_file):
-    "Put a local weights file where torchvision or timm looks for `arch`'s pretrained weights; returns extra kwargs"
-    weights_file = Path(weights_file)
-    if not weights_file.exists(): raise FileNotFoundError(f"weights_file {weights_file} does not exist")
-    if isinstance(arch, str): return dict(pretrained_cfg_overlay=dict(file=str(weights_file)))  # timm reads it from there
-    name = _torchvision_weights_file(arch)
-    if name is None: raise ValueError(f"{getattr(arch, '__name__', arch)} has no default torchvision weights; load weights yourself")
-    dest = Path(torch.hub.get_dir())/'checkpoints'/name
-    if dest.resolve() != weights_file.resolve():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights_file, dest)
-    return {}
+def load_weights_file(weights_file) -> dict:
+    "The state dict in `weights_file`, read on the CPU; a clear error naming the file if it is missing or not a weights file"
+    fn = Path(weights_file)
+    if not fn.is_file(): raise FileNotFoundError(f"weights_file {fn} does not exist")
+    try: sd = torch.load(fn, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f"weights_file {fn} is not a PyTorch weights file ({type(e).__name__}: {str(e)[:200]}); give the .pth "
+                         "file of the architecture's ImageNet weights, e.g. resnet50-11ad3fa6.pth") from e
+    if isinstance(sd, dict) and isinstance(sd.get('state_dict'), dict): sd = sd['state_dict']
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"weights_file {fn} holds a {type(sd).__name__}, not a state dict of weights")
+    return sd
+
+# %% ../nbs/06_train.ipynb #7d3b1f02
+def _load_body(learn, arch, sd, weights_file):
+    "Load the ImageNet state dict `sd` of torchvision's `arch` into `learn`'s body, then do what `pretrained=True` does"
+    meta, name = model_meta.get(arch, {}), getattr(arch, '__name__', arch)
+    model = arch(weights=None)
+    try: model.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"weights_file {weights_file} does not hold the weights of {name}: {str(e)[:300]}") from e
+    learn.model[0].load_state_dict(create_body(model, 3, True, meta.get('cut')).state_dict())
+    if learn.normalize: _add_norm(learn.dls, meta, True)
+    learn.pretrained = True
+    learn.freeze()
 
 # %% ../nbs/06_train.ipynb #42bffb0d
 def _offline_error(arch, e):
@@ -106,78 +139,209 @@ def _offline_error(arch, e):
 def subclass_learner(dls, arch=torchvision.models.resnet50, pretrained:bool=True, weights_file=None, fp16=None,
                      lr=PAPER_RECIPE['lr'], **kwargs) -> Learner:
     "`vision_learner` with the paper's defaults; a local `weights_file` for offline use, and a clear error when weights can't be fetched"
+    sd = None
     if weights_file is not None:
         if not pretrained: raise ValueError("weights_file is for pretrained weights: pass pretrained=True with it")
-        kwargs.update(_install_weights(arch, weights_file))
-    try: learn = vision_learner(dls, arch, pretrained=pretrained, lr=lr, **kwargs)
+        sd = load_weights_file(weights_file)  # checked before anything is built
+        if isinstance(arch, str): kwargs['pretrained_cfg_overlay'] = dict(file=str(weights_file))  # timm reads it from there
+    try: learn = vision_learner(dls, arch, pretrained=pretrained and (sd is None or isinstance(arch, str)), lr=lr, **kwargs)
     except (urllib.error.URLError, OSError, ConnectionError, RuntimeError) as e:
         if pretrained and weights_file is None: raise _offline_error(arch, e) from e
         raise
+    # torchvision: the weights go straight into the body; torch's hub cache is neither read nor written
+    if sd is not None and not isinstance(arch, str): _load_body(learn, arch, sd, weights_file)
     if ifnone(fp16, dls.device is not None and torch.device(dls.device).type == 'cuda'): learn.to_fp16()
     return learn
 
+# %% ../nbs/06_train.ipynb #4c25c9a6
+def get_arch(name):
+    "The architecture called `name`: a torchvision model function (resnet50, densenet121, vgg16_bn, ...) where torchvision has it, else a timm model name"
+    if callable(name): return name  # a model function already
+    if name in torchvision.models.list_models(): return getattr(torchvision.models, name)
+    import timm
+    if timm.is_model(name): return name
+    raise ValueError(f"unknown architecture {name!r}: give a torchvision model name (resnet50, resnet18, densenet121, "
+                     "vgg16_bn, ...) or a timm model name (e.g. convnext_atto, resnet50d)")
+
+# %% ../nbs/06_train.ipynb #29b98bf2
+def item_dataloaders(items:pd.DataFrame, recipe:dict|None=None, num_workers:int|None=None, device=None) -> DataLoaders:
+    "DataLoaders of an item table (`path`, `label`, `is_valid`: the validation or test split) with the recipe's size, batch size and augmentations"
+    recipe = paper_recipe(recipe)
+    missing = [c for c in ('path', 'label', 'is_valid') if c not in items]
+    if missing: raise ValueError(f"the item table lacks the columns {missing}; it needs path, label and is_valid (True for the "
+                                 "validation or test split), e.g. from fastai_subclass.datasets.load_items")
+    if not items['is_valid'].any() or items['is_valid'].all():
+        raise ValueError("the item table needs both training rows (is_valid False) and validation rows (is_valid True)")
+    only_valid = sorted(set(items.label[items.is_valid]) - set(items.label[~items.is_valid]))
+    if only_valid: raise ValueError(f"the classes {only_valid} have validation items but no training items")
+    paths = [Path(p) for p in items.path]
+    # the items are the paths, so a selection names every image by its path; a plain dict gives the labels, so that
+    # an exported learner loads without this library
+    get_y = partial(operator.getitem, dict(zip(paths, items.label.astype(str))))
+    tfms = paper_aug_transforms(flip_vert=recipe['flip_vert']) if recipe['aug'] else None
+    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_y=get_y, item_tfms=Resize(recipe['size']), batch_tfms=tfms,
+                       splitter=IndexSplitter(np.flatnonzero(items.is_valid.to_numpy(bool))))
+    return dblock.dataloaders(paths, bs=recipe['bs'], device=device, **({} if num_workers is None else dict(num_workers=num_workers)))
+
+# %% ../nbs/06_train.ipynb #244718fc
+def learner_like(dls, recipe:dict|None=None, start:dict|None=None, loss_func=None) -> Learner:
+    "A learner for `dls` with the recipe's architecture and weights, starting from the state dict `start` where given"
+    recipe = paper_recipe(recipe)
+    kw = dict(weights_file=recipe['weights_file']) if recipe['weights_file'] else {}
+    # the Learner does not move the loss: the class weights of a weighted loss must be on the data's device
+    if loss_func is not None and hasattr(loss_func, 'to') and dls.device is not None: loss_func.to(dls.device)
+    learn = subclass_learner(dls, get_arch(recipe['arch']), pretrained=recipe['pretrained'], lr=recipe['lr'], loss_func=loss_func, **kw)
+    if start is not None: learn.model.load_state_dict(start)
+    return learn
+
+# %% ../nbs/06_train.ipynb #a102521f
+class SkipValidation(Callback):
+    "Skip the validation pass of every epoch: the test split steers nothing during training (and it saves time)"
+    order = -10
+    def before_validate(self): raise CancelValidException()
+
+# %% ../nbs/06_train.ipynb #3ba20f68
+class StepBudget(Callback):
+    "Count the optimizer steps of every fit; with `targets` (steps per fit), end each fit there, its schedule spread over a fractional number of epochs"
+    order = 100  # after the recorder and the schedulers have seen the batch
+    def __init__(self, targets=None): self.targets, self.taken = None if targets is None else list(targets), []
+    def before_fit(self): self.target = self.targets.pop(0) if self.targets is not None else None
+    def before_epoch(self):
+        # after fit has fixed its loop over whole epochs: the one-cycle schedule then ends at the target step
+        if self.target is not None and self.epoch == 0: self.learn.n_epoch = self.target / len(self.dls.train)
+    def after_batch(self):
+        if self.training and self.target is not None and self.train_iter >= self.target: raise CancelFitException()
+    def after_fit(self): self.taken.append(self.train_iter)
+
+# %% ../nbs/06_train.ipynb #a993b1a6
+def fit_recipe(learn, recipe:dict|None=None, steps:int|None=None, quiet:bool=True, skip_valid:bool=True) -> dict:
+    "Train `learn` with the recipe (`fine_tune`, or `fit_one_cycle` without frozen epochs); with `steps`, for that many optimizer steps in all"
+    recipe = paper_recipe(recipe)
+    fe, e, b = recipe['freeze_epochs'], recipe['epochs'], len(learn.dls.train)
+    if b == 0: raise ValueError(f"{len(learn.dls.train_ds)} training items make no batch of {learn.dls.bs}: lower bs")
+    if steps:  # the steps of each fit in the recipe's proportions, in enough whole epochs, stopped there
+        budget = StepBudget([round(steps * fe / (fe + e)), steps - round(steps * fe / (fe + e))] if fe else [steps])
+        fe, e = math.ceil(budget.targets[0] / b) if fe else 0, math.ceil(budget.targets[-1] / b)
+    else: budget = StepBudget()
+    cbs = [SkipValidation(), budget] if skip_valid else [budget]
+    with (learn.no_bar() if quiet else contextlib.nullcontext()), (learn.no_logging() if quiet else contextlib.nullcontext()):
+        if fe: learn.fine_tune(e, recipe['lr'], freeze_epochs=fe, cbs=cbs)
+        else:
+            learn.unfreeze()  # a body trained from random weights should not be frozen
+            learn.fit_one_cycle(e, recipe['lr'], cbs=cbs)
+    taken = sum(budget.taken)
+    return dict(epochs=round(taken / b, 2), steps=taken, batches_per_epoch=b)
+
 # %% ../nbs/06_train.ipynb #20bf2f23
+_SIDE = weakref.WeakKeyDictionary()  # {learner: {'f0': Learner, 'selection': SubclassSelection}}, off the pickled state
+
+@patch(as_prop=True)
+def f0(self:Learner) -> Learner|None:
+    "f0, the model the subclasses were found with, once `subclass_fine_tune` or `SubclassUndersampling` has run"
+    return _SIDE.get(self, {}).get('f0')
+
+@patch(as_prop=True)
+def subclass_selection(self:Learner) -> SubclassSelection|None:
+    "The `SubclassSelection` f_u was trained on, once `subclass_fine_tune` or `SubclassUndersampling` has run"
+    return _SIDE.get(self, {}).get('selection')
+
+# %% ../nbs/06_train.ipynb #5a1e0c01
+_RECORDER_STATE = ('lrs', 'iters', 'losses', 'values', 'metric_names')
+
 def _snapshot(learn) -> Learner:
-    "A separate Learner holding a copy of `learn`'s current model and its DataLoaders (f0, once f_u is trained)"
+    "A separate Learner holding a copy of `learn`'s current model, its DataLoaders and its recorder's history (f0, once f_u is trained)"
     res = Learner(learn.dls, deepcopy(learn.model), loss_func=learn.loss_func, opt_func=learn.opt_func, lr=learn.lr,
                   splitter=learn.splitter, metrics=learn.metrics, path=learn.path, model_dir=learn.model_dir, wd=learn.wd,
                   wd_bn_bias=learn.wd_bn_bias, train_bn=learn.train_bn, moms=learn.moms)
+    for k in _RECORDER_STATE:
+        if hasattr(learn.recorder, k): setattr(res.recorder, k, deepcopy(getattr(learn.recorder, k)))
     if _uses_fp16(learn): res.to_fp16()
     return res
 
 # %% ../nbs/06_train.ipynb #beabf846
-def _start_f_u(learn, start, selection):
-    "Keep f0 and the selection on `learn`, then turn it into a fresh f_u: same starting weights, kept items, new optimizer"
-    learn.f0, learn.subclass_selection = _snapshot(learn), selection
+def _start_f_u(learn, start, selection) -> Learner:
+    "Keep f0 and the selection beside `learn`, then turn it into a fresh f_u: same starting weights, kept items, new optimizer"
+    f0 = _snapshot(learn)
+    _SIDE[learn] = dict(f0=f0, selection=selection)
     learn.dls = selection.dataloaders()
     learn.model.load_state_dict(start)
     learn.opt = None
-
-# %% ../nbs/06_train.ipynb #5f641797
-@patch
-def subclass_fine_tune(self:Learner, epochs:int=PAPER_RECIPE['epochs'], base_lr:float=PAPER_RECIPE['lr'],
-                       freeze_epochs:int=PAPER_RECIPE['freeze_epochs'], n=None, classes=None, strategy:str='closest',
-                       layer='auto', pct:float=80, seed=42, select_kwargs:dict=None, **kwargs) -> SubclassSelection:
-    "Train f0 with `fine_tune`, undersample its majority classes by subclass, then train a fresh f_u the same way"
-    if n is None: raise ValueError("pass n, the number of items to keep of each majority class (or a dict {class: n})")
-    start = deepcopy(self.model.state_dict())  # the pretrained (or initial) weights, for f_u
-    self.fine_tune(epochs, base_lr, freeze_epochs, **kwargs)
-    sel = subclass_undersample(self, n, classes, strategy, layer, pct, seed, **(select_kwargs or {}))
-    _start_f_u(self, start, sel)
-    self.fine_tune(epochs, base_lr, freeze_epochs, **kwargs)
-    return sel
-
-# %% ../nbs/06_train.ipynb #6e58e680
-class RecordStates(Callback):
-    "Record a copy of the model's weights at the start of every fit (to check where training started)"
-    order = 0
-    def before_fit(self): self.states = getattr(self, 'states', []) + [{k: v.detach().clone() for k, v in self.model.state_dict().items()}]
+    return f0
 
 # %% ../nbs/06_train.ipynb #ac20162b
+_FIT_CALLS = dict(fit=1, fit_one_cycle=1, fit_flat_cos=1, fit_sgdr=1, fine_tune=2)  # the fits each makes
+
+def _user_call(learn):
+    "The frame of the outermost of `learn`'s training methods on the stack: the call the user made"
+    f, res = sys._getframe(1), None
+    while f is not None:
+        if f.f_code.co_name in _FIT_CALLS and f.f_locals.get('self') is learn: res = f
+        f = f.f_back
+    return res
+
+# %% ../nbs/06_train.ipynb #9c0b5e11
 class SubclassUndersampling(Callback):
-    "Inside `fine_tune`/`fit_one_cycle`: after f0 is trained, undersample by subclass and train a fresh f_u with the same schedule"
+    "Train f0 with your own `fine_tune`/`fit_one_cycle` call; at its end undersample by subclass and train a fresh f_u the same way"
     order = 90  # after the recorder, progress and schedulers have closed f0's fit
-    def __init__(self, n, classes=None, strategy='closest', layer='auto', pct=80, seed=42, **select_kwargs):
-        store_attr('n,classes,strategy,layer,pct,seed,select_kwargs')
-        self.start, self.fits, self.replaying, self.done = None, [], False, False
+    _stateattrs = ('start', 'fits', 'call')  # f0's starting weights and fits are not pickled with the learner
+    @delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'pct', 'seed'])
+    def __init__(self, n, classes=None, strategy='closest', layer='auto', pct=80, seed=42, **kwargs):
+        store_attr('n,classes,strategy,layer,pct,seed'); self.select_kwargs = kwargs
+        self._reset()
+
+    def _reset(self): self.start, self.fits, self.call, self.replaying = None, [], None, False
+    def _ignored(self): return self.replaying or any(isinstance(cb, LRFinder) for cb in self.learn.cbs)
 
     def before_fit(self):
-        if self.replaying or self.done: return
-        if self.start is None: self.start = deepcopy(self.learn.model.state_dict())
-        ps = first(cb for cb in self.learn.cbs if isinstance(cb, ParamScheduler))
-        self.fits.append(dict(n_epoch=self.learn.n_epoch, scheds=None if ps is None else ps.scheds,
-                              frozen_idx=self.learn.opt.frozen_idx, wd=self.learn.opt.hypers[-1].get('wd')))
+        if self._ignored(): return
+        call = _user_call(self.learn)
+        if self.call is not None and call is not self.call:
+            warnings.warn("SubclassUndersampling: an earlier training call ended before f0 was finished (interrupted?); "
+                          "no subclass undersampling was done for it. f0 starts again with this fit")
+            self._reset()
+        if self.call is None: self.call, self.start = call, deepcopy(self.learn.model.state_dict())
+        opt, ps = self.learn.opt, first(cb for cb in self.learn.cbs if isinstance(cb, ParamScheduler))
+        self.fits.append(dict(n_epoch=self.learn.n_epoch, scheds=None if ps is None else ps.scheds, frozen_idx=opt.frozen_idx,
+                              lr=[h['lr'] for h in opt.hypers], wd=[h.get('wd') for h in opt.hypers]))
+
+    def after_cancel_fit(self):
+        if self._ignored(): return
+        warnings.warn(f"SubclassUndersampling: f0's fit was cancelled at epoch {self.epoch} of {self.n_epoch}; no subclass "
+                      "undersampling: the callback starts again with the next fit")
+        self._reset()
 
     def after_fit(self):
-        if self.replaying or self.done or self.fits[-1]['frozen_idx'] != 0: return  # f0 not finished: a frozen phase
+        if self._ignored() or self.call is None or len(self.fits) < _FIT_CALLS[self.call.f_code.co_name]: return
+        self._train_f_u()
+
+    def _train_f_u(self):
+        "Select with f0, turn the learner into a fresh f_u and replay f0's fits on the kept items"
         learn = self.learn
         sel = subclass_undersample(learn, self.n, self.classes, self.strategy, self.layer, self.pct, self.seed, **self.select_kwargs)
-        _start_f_u(learn, self.start, sel)
+        f0 = _start_f_u(learn, self.start, sel)
+        learn.logger(f"f_u: a fresh model from f0's starting weights, trained as f0 was on the {len(learn.dls.train_ds)} kept "
+                     f"items (f0: {len(f0.dls.train_ds)})")
         outer = [cb for cb in learn.cbs if isinstance(cb, ParamScheduler)]
         self.replaying = True
         try:
             with learn.removed_cbs(outer):
                 for f in self.fits:
                     learn.freeze_to(f['frozen_idx'])
-                    learn.fit(f['n_epoch'], wd=f['wd'], cbs=None if f['scheds'] is None else ParamScheduler(f['scheds']))
-        finally: self.replaying, self.done = False, True
+                    learn.fit(f['n_epoch'], lr=f['lr'], wd=f['wd'], cbs=None if f['scheds'] is None else ParamScheduler(f['scheds']))
+        finally:
+            self._reset()
+            learn.remove_cb(self)  # done: the learner is f_u, and exports without this callback
+
+# %% ../nbs/06_train.ipynb #5f641797
+@patch
+@delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'pct', 'seed'])
+def subclass_fine_tune(self:Learner, epochs:int=PAPER_RECIPE['epochs'], base_lr:float=PAPER_RECIPE['lr'],
+                       freeze_epochs:int=PAPER_RECIPE['freeze_epochs'], n=None, classes=None, strategy:str='closest',
+                       layer='auto', pct:float=80, seed=42, fine_tune_kwargs:dict=None, **kwargs) -> SubclassSelection:
+    "Train f0 with `fine_tune`, undersample its majority classes by subclass, then train a fresh f_u the same way"
+    if n is None: raise ValueError("pass n, the number of items to keep of each majority class (or a dict {class: n})")
+    kw = dict(fine_tune_kwargs or {})
+    cb = SubclassUndersampling(n, classes, strategy, layer, pct, seed, **kwargs)
+    self.fine_tune(epochs, base_lr, freeze_epochs, cbs=L(kw.pop('cbs', None)) + [cb], **kw)
+    if self.subclass_selection is None: raise RuntimeError("f0's training ended early (a callback cancelled it): no f_u was trained")
+    return self.subclass_selection

@@ -5,7 +5,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 import fastai_subclass
-from fastai_subclass.cli import (subclass_undersample_cli, subclass_demo, EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN)
+from fastai_subclass.cli import (subclass_undersample_cli, subclass_demo, EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_WEIGHTS,
+                             EXIT_INTERRUPTED, undersample_parser, _run_command)
 from fastai_subclass.report import REPORT_FILES
 
 SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
@@ -174,7 +175,7 @@ def test_bad_arguments(capsys, small_data, args, words):
 
 def test_missing_weights_file(capsys, small_data, tmp_path):
     code, err = _cli(capsys, small_data, '--n', 10, '--arch', 'resnet18', '--weights-file', tmp_path/'resnet18.pth')
-    assert code == EXIT_TRAIN
+    assert code == EXIT_WEIGHTS
     assert f"--weights-file {tmp_path/'resnet18.pth'} does not exist" in _one_error_line(err)
 
 def test_demo_bad_arguments(capsys):
@@ -201,9 +202,13 @@ def test_rerun_reuses_the_cache_and_gives_the_same_selection(capsys, tmp_path, o
     assert len(files) == 1
     settings = {r[0]: r[1] for r in html_tables((tmp_path/'out'/'index.html').read_text())['settings'][1:]}
     assert settings['feature_cache'] == 'extracted and cached'
-    try: code = subclass_undersample_cli([str(a) for a in args])
+    (tmp_path/'out'/'map_oldclass.png').write_bytes(b'a file of an earlier run')
+    code, err = _cli(capsys, *args)  # a reused report folder is refused without --overwrite
+    assert code == EXIT_ARGS and 'pass --overwrite' in _one_error_line(err)
+    try: code = subclass_undersample_cli([str(a) for a in args] + ['--overwrite'])
     except SystemExit as e: code = e.code
     captured = capsys.readouterr()
+    assert not (tmp_path/'out'/'map_oldclass.png').exists() and not list(tmp_path.glob('.out.partial-*'))
     assert code == EXIT_OK, captured.err
     assert 'features: read from the cache' in captured.out
     assert {f.name: f.stat().st_mtime_ns for f in cache.glob('features-*.npz')} == files  # not written again
@@ -214,3 +219,49 @@ def test_console_scripts_are_declared():
     scripts = dict(s.split('=') for s in cfg['DEFAULT']['console_scripts'].split())
     assert scripts == {'subclass_undersample': 'fastai_subclass.cli:subclass_undersample_cli',
                        'subclass_demo': 'fastai_subclass.cli:subclass_demo'}
+
+# --- everything is checked before any training ---
+
+@pytest.fixture
+def no_training(monkeypatch):
+    "Any training fails the test"
+    import fastai.learner
+    def _fit(*a, **k): raise AssertionError('the command trained a model before it found the problem')
+    monkeypatch.setattr(fastai.learner.Learner, 'fit', _fit)
+
+@pytest.mark.parametrize('args, words', [
+    (('--pct', 0), '--pct is a percentile'),
+    (('--pct', 150), '--pct is a percentile'),
+    (('--layer', 'nope'), "layer 'nope' is neither"),
+    (('--out', 'FILE'), 'is a file'),
+    (('--out', 'FILE/report'), 'cannot write in'),
+])
+def test_argument_errors_before_training(capsys, small_data, tmp_path, no_training, args, words):
+    (tmp_path/'FILE').write_text('not a folder')
+    args = tuple(tmp_path/'FILE' if a == 'FILE' else tmp_path/'FILE'/'report' if a == 'FILE/report' else a for a in args)
+    code, err = _cli(capsys, small_data, '--n', 10, *ARGS, '--out', tmp_path/'o', *args)
+    assert code == EXIT_ARGS, err
+    assert words in _one_error_line(err)
+
+def test_a_class_too_small_to_cluster(capsys, small_data, no_training):
+    (small_data/'c').mkdir()
+    for f in sorted((SAMPLE/'train'/'frog').glob('*.jpg'))[:3]: shutil.copy(f, small_data/'c'/f.name)
+    code, err = _cli(capsys, small_data, '--n', 1, '--classes', 'c', *ARGS)  # c: 2 training items, 1 validation
+    assert code == EXIT_DATA
+    assert "['c'] have c 2 training items: too few to cluster" in _one_error_line(err)
+
+def test_bad_weights_file(capsys, small_data, tmp_path, no_training):
+    (tmp_path/'resnet18.pth').write_bytes(b'not weights')
+    code, err = _cli(capsys, small_data, '--n', 10, '--arch', 'resnet18', '--weights-file', tmp_path/'resnet18.pth')
+    assert code == EXIT_WEIGHTS
+    assert 'resnet18.pth is not a PyTorch weights file' in _one_error_line(err)
+
+def test_ctrl_c_while_loader_workers_start(capsys, small_data, tmp_path):
+    import os, signal, time
+    def items():  # what a DataLoader does when its workers die of the Ctrl-C: another error in the main process
+        try: os.kill(os.getpid(), signal.SIGINT); time.sleep(1)
+        except KeyboardInterrupt: raise RuntimeError('DataLoader worker (pid 1234) exited unexpectedly') from None
+    a = undersample_parser().parse_args([str(small_data), '--n', '10', '--out', str(tmp_path/'out')])
+    code = _run_command('subclass_undersample', a, items, dict(arch='resnet18'), n=10)
+    assert code == EXIT_INTERRUPTED
+    assert 'interrupted' in capsys.readouterr().err

@@ -9,7 +9,7 @@ from fastai.vision.augment import Resize
 from fastai.learner import Learner
 import fastai.callback.progress  # noqa: F401 (adds Learner.no_bar)
 import fastai_subclass
-from fastai_subclass.datasets import (ITEM_COLUMNS, FISH_CLASSES, PLANT_CLASSES, folder_items, fisheries_items, csv_items,
+from fastai_subclass.datasets import (FISH_CLASSES, PLANT_CLASSES, folder_items, fisheries_items, csv_items,
                                       plant_pathology_items, plant_pathology_test_files, plant_pathology_submission,
                                       fisheries_submission)
 from fastai_subclass.metrics import MeanRocAuc, MultiLogLoss, PerClassRecall, weighted_cross_entropy
@@ -48,7 +48,7 @@ def tiny_learner(dls, **kwargs):
     return Learner(dls, model, lr=0.05, **kwargs)
 
 def check_table(df, with_valid):
-    assert list(df.columns) == list(ITEM_COLUMNS if with_valid else ITEM_COLUMNS[:2])
+    assert list(df.columns) == (['path', 'label', 'is_valid'] if with_valid else ['path', 'label'])
     assert all(isinstance(p, Path) and p.is_absolute() and p.is_file() for p in df.path)
     assert all(isinstance(l, str) for l in df.label)
     if with_valid: assert df.is_valid.dtype == bool

@@ -4,7 +4,8 @@ import numpy as np, pandas as pd, pytest
 import fastai.learner
 from fastai_subclass.datasets import sample_path, folder_items
 from fastai_subclass.select import train_labels, subset_dataloaders
-from fastai_subclass.experiments import (METHODS, run_experiment, random_undersample, oversample, class_counts, experiment_dls,
+from fastai_subclass.train import item_dataloaders
+from fastai_subclass.experiments import (METHODS, run_experiment, random_undersample, oversample, class_counts,
                                          summarize, markdown_table, ExperimentResults, parse_method)
 
 TINY = dict(arch='resnet18', pretrained=False, size=32, bs=32, lr=3e-3, epochs=1, freeze_epochs=0, aug=False)
@@ -14,7 +15,7 @@ FAST_SELECT = dict(layer='pool', ks=range(2, 5))
 def items(): return folder_items(sample_path())
 
 @pytest.fixture(scope='module')
-def dls(items): return experiment_dls(items, TINY)
+def dls(items): return item_dataloaders(items, TINY, num_workers=0)
 
 @pytest.fixture(scope='module')
 def experiment(items, tmp_path_factory):
@@ -123,3 +124,21 @@ def test_summary_and_markdown():
 
 def test_methods_constant():
     assert METHODS == ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
+
+def test_f0_is_saved_whole_and_a_broken_one_is_named(experiment, items, monkeypatch):
+    import torch, fastai_subclass.experiments as E
+    out, _ = experiment
+    fn = sorted((out/'models').glob('f0-seed0-*.pth'))[0]
+    good = fn.read_bytes()
+    def _killed(obj, f, *a, **k):
+        open(f, 'wb').write(b'half'); raise KeyboardInterrupt
+    monkeypatch.setattr(E.torch, 'save', _killed)
+    with pytest.raises(KeyboardInterrupt): E._save_weights({'w': torch.ones(2)}, out/'models'/'new.pth')
+    assert not (out/'models'/'new.pth').exists() and [p.name for p in (out/'models').iterdir() if 'new' in p.name] == []
+    monkeypatch.undo()
+    try:
+        fn.write_bytes(good[:100])  # a file cut short (killed while saving, by an older version)
+        with pytest.raises(ValueError, match=f"cannot read the saved weights .*{fn.name}.*delete the file"):
+            run_experiment(items, ['subclass_farthest'], seeds=(0,), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+                           select_kwargs=FAST_SELECT, verbose=False)  # a method not run yet: it needs f0
+    finally: fn.write_bytes(good)

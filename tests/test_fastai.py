@@ -1,6 +1,5 @@
 "Integration tests of the fastai path on the shipped sample images: f0, hooks, selection, rebuilt loaders, f_u (pinned and newest fastai)."
 import shutil, warnings
-from copy import deepcopy
 from pathlib import Path
 import numba, numpy as np, pandas as pd, pytest, torch
 from fastai.data.block import DataBlock, CategoryBlock, MultiCategoryBlock
@@ -16,7 +15,6 @@ import fastai_subclass
 from fastai_subclass.features import candidate_layers, extract_features
 from fastai_subclass.select import (train_labels, item_keys, subset_dataloaders, subclass_undersample,
                                     SubclassSelection, SubclassSplitter)
-from fastai_subclass.train import RecordStates, SubclassUndersampling
 
 SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
 #: Cheap selection settings for the tests that are about the loaders, not the layer choice: one layer, few k
@@ -255,48 +253,3 @@ def test_densenet_and_vgg_heads(arch, body):
         np.testing.assert_allclose(feats['body'], out.flatten(1).numpy(), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(feats['pool'], learn.model[1][0](out).flatten(1).numpy(), rtol=1e-4, atol=1e-4)
     assert (feats['linear'] < 0).any()  # taken before the ReLU
-
-@pytest.fixture(scope='module')
-def small_dls(dls):
-    "A smaller training set for the tests that train f0 and f_u: 80 vehicles, 20 cats, 20 frogs"
-    labels = np.array(train_labels(dls))
-    pos = np.concatenate([np.flatnonzero(labels == c)[::s] for c, s in (('vehicle', 3), ('cat', 3), ('frog', 3))])
-    return subset_dataloaders(dls, pos)
-
-def _same(a, b): return all(torch.equal(a[k], b[k]) for k in a)
-
-def test_subclass_fine_tune(small_dls):
-    assert pd.Series(train_labels(small_dls)).value_counts().to_dict() == {'vehicle': 80, 'cat': 20, 'frog': 20}
-    set_seed(0)
-    learn = vision_learner(small_dls, resnet18, pretrained=False, cbs=RecordStates())
-    init = deepcopy(learn.model.state_dict())
-    with pytest.raises(ValueError, match='pass n'): learn.subclass_fine_tune(1)
-    with learn.no_bar(), learn.no_logging():
-        sel = learn.subclass_fine_tune(1, 3e-3, freeze_epochs=1, n=20, layer='pool', seed=0, select_kwargs=dict(ks=range(2, 4), progress=False))
-    states = learn.cbs.filter(lambda o: isinstance(o, RecordStates))[0].states
-    assert len(states) == 4  # f0: frozen and unfrozen fit; f_u: the same
-    assert _same(states[0], init) and _same(states[2], init)  # f_u starts from the start weights, not f0's
-    assert not _same(learn.f0.model.state_dict(), init) and not _same(learn.f0.model.state_dict(), learn.model.state_dict())
-    assert learn.subclass_selection is sel and len(learn.dls.train_ds) == 60 and len(learn.f0.dls.train_ds) == 120
-    assert learn.dls.valid is learn.f0.dls.valid
-    # learn.f0 is the model the selection was made with: selecting again with it gives the same items
-    again = subclass_undersample(learn.f0, 20, layer='pool', seed=0, ks=range(2, 4), progress=False)
-    assert np.array_equal(again.keep, sel.keep)
-    assert learn.f0.get_preds()[0].shape == learn.get_preds()[0].shape == (120, 3)
-
-def test_callback_in_a_users_fine_tune(small_dls):
-    set_seed(0)
-    learn = vision_learner(small_dls, resnet18, pretrained=False, cbs=RecordStates())
-    init = deepcopy(learn.model.state_dict())
-    cb = SubclassUndersampling(n=20, layer='pool', seed=0, ks=range(2, 4), progress=False)
-    with learn.no_bar(), learn.no_logging(): learn.fine_tune(1, 3e-3, freeze_epochs=1, cbs=cb)
-    states = learn.cbs.filter(lambda o: isinstance(o, RecordStates))[0].states
-    assert len(states) == 4 and _same(states[2], init)
-    assert not _same(learn.f0.model.state_dict(), learn.model.state_dict())
-    assert len(learn.dls.train_ds) == 60 and len(learn.f0.dls.train_ds) == 120
-    assert learn.subclass_selection.summary().loc['vehicle', 'kept'] == 20
-    again = subclass_undersample(learn.f0, 20, layer='pool', seed=0, ks=range(2, 4), progress=False)
-    assert np.array_equal(again.keep, learn.subclass_selection.keep)
-    # f_u's last fit (the unfrozen one) ran on the kept items: one epoch of their batches
-    assert len(learn.recorder.lrs) == len(learn.dls.train) == 60 // 25
-    assert learn.f0.get_preds()[0].shape == (120, 3)

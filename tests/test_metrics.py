@@ -10,8 +10,9 @@ from fastai.learner import Learner
 import fastai.callback.progress  # noqa: F401 (adds Learner.no_bar)
 from fastai.callback.tracker import SaveModelCallback
 from fastai.losses import CrossEntropyLossFlat
-from fastai_subclass.metrics import (mean_roc_auc, class_roc_aucs, multiclass_log_loss, per_class_recall, balanced_accuracy,
-                                     class_weights, weighted_cross_entropy, MeanRocAuc, MultiLogLoss, BalancedAccuracy,
+from fastai.metrics import BalancedAccuracy
+from fastai_subclass.metrics import (mean_roc_auc_score, score_learner, SCORES, class_roc_aucs, multiclass_log_loss, per_class_recall, balanced_accuracy,
+                                     class_weights, weighted_cross_entropy, MeanRocAuc, MultiLogLoss,
                                      PerClassRecall, ClassRecall)
 
 def random_case(n, c, seed, signal=1.0):
@@ -25,8 +26,8 @@ def random_case(n, c, seed, signal=1.0):
 def test_against_sklearn(n, c, seed):
     y, p = random_case(n, c, seed)
     pred = p.argmax(1)
-    assert mean_roc_auc(y, p) == pytest.approx(roc_auc_score(np.eye(c)[y], p, average='macro'), abs=1e-12)
-    if c > 2: assert mean_roc_auc(y, p) == pytest.approx(roc_auc_score(y, p, multi_class='ovr'), abs=1e-12)
+    assert mean_roc_auc_score(y, p) == pytest.approx(roc_auc_score(np.eye(c)[y], p, average='macro'), abs=1e-12)
+    if c > 2: assert mean_roc_auc_score(y, p) == pytest.approx(roc_auc_score(y, p, multi_class='ovr'), abs=1e-12)
     assert multiclass_log_loss(y, p) == pytest.approx(log_loss(y, p, labels=range(c)), abs=1e-12)
     np.testing.assert_allclose(per_class_recall(y, p), recall_score(y, pred, average=None, labels=range(c)), atol=1e-12)
     assert balanced_accuracy(y, p) == pytest.approx(balanced_accuracy_score(y, pred), abs=1e-12)
@@ -39,7 +40,7 @@ def test_binary_auc_is_the_two_column_mean():
 def test_perfect_and_constant_predictors():
     y, _ = random_case(120, 5, 4)
     perfect, const = np.eye(5)[y], np.full((120, 5), .2)
-    assert mean_roc_auc(y, perfect) == 1. and mean_roc_auc(y, const) == .5
+    assert mean_roc_auc_score(y, perfect) == 1. and mean_roc_auc_score(y, const) == .5
     assert multiclass_log_loss(y, perfect) == pytest.approx(0, abs=1e-12)
     assert multiclass_log_loss(y, const) == pytest.approx(np.log(5)) == pytest.approx(log_loss(y, const))
     assert balanced_accuracy(y, perfect) == 1. == balanced_accuracy_score(y, y)
@@ -68,14 +69,14 @@ def test_fastai_metrics_in_a_learner():
     learn = tiny_learner([MeanRocAuc(), MultiLogLoss(), BalancedAccuracy(), *PerClassRecall(classes)])
     with learn.no_bar(), learn.no_logging(): learn.fit(2)
     names = learn.recorder.metric_names[1:-1]
-    assert names == ['train_loss', 'valid_loss', 'mean_roc_auc', 'log_loss', 'balanced_acc'] + [f'recall_{c}' for c in classes]
+    assert names == ['train_loss', 'valid_loss', 'mean_roc_auc', 'log_loss', 'balanced_accuracy_score'] + [f'recall_{c}' for c in classes]
     last = dict(zip(names, learn.recorder.values[-1]))
     probs, targs = learn.get_preds()
     p, y = probs.numpy().astype(np.float64), targs.numpy()
     assert last['mean_roc_auc'] == pytest.approx(roc_auc_score(y, p, multi_class='ovr'), abs=1e-6)
     assert last['log_loss'] == pytest.approx(log_loss(y, p / p.sum(1, keepdims=True)), abs=1e-5)
     assert last['log_loss'] == pytest.approx(last['valid_loss'], abs=1e-4)
-    assert last['balanced_acc'] == pytest.approx(balanced_accuracy_score(y, p.argmax(1)), abs=1e-12)
+    assert last['balanced_accuracy_score'] == pytest.approx(balanced_accuracy_score(y, p.argmax(1)), abs=1e-12)
     np.testing.assert_allclose([last[f'recall_{c}'] for c in classes], recall_score(y, p.argmax(1), average=None), atol=1e-12)
     # validate() gives the same values as the last epoch
     np.testing.assert_allclose(learn.validate()[1:], learn.recorder.values[-1][1:], atol=1e-6)
@@ -83,7 +84,7 @@ def test_fastai_metrics_in_a_learner():
 def test_metric_called_on_a_batch_applies_softmax():
     y, p = random_case(60, 3, 7)
     logits = torch.tensor(np.log(p), dtype=torch.float32) - 1.
-    assert MeanRocAuc()(logits, torch.tensor(y)) == pytest.approx(mean_roc_auc(y, p), abs=1e-6)
+    assert MeanRocAuc()(logits, torch.tensor(y)) == pytest.approx(mean_roc_auc_score(y, p), abs=1e-6)
     assert ClassRecall(2)(logits, torch.tensor(y)) == pytest.approx(per_class_recall(y, p)[2])
     assert ClassRecall(2).name == 'recall_2'
 
@@ -96,7 +97,7 @@ def test_half_precision_outputs():
         for i in (0, 32):
             m.accumulate(SimpleNamespace(pred=torch.tensor(np.log(p[i:i+32])).to(dtype), y=torch.tensor(y[i:i+32]),
                                          dls=SimpleNamespace(vocab=list('abcd')), to_detach=to_detach))
-        assert m.value == pytest.approx(mean_roc_auc(y, p), abs=0.02)
+        assert m.value == pytest.approx(mean_roc_auc_score(y, p), abs=0.02)
 
 def test_metrics_pickle_and_log_loss_monitors_lower_is_better():
     m = pickle.loads(pickle.dumps(MultiLogLoss()))
@@ -120,3 +121,19 @@ def test_weighted_loss_trains_and_equals_torch():
     learn = tiny_learner([BalancedAccuracy()], loss_func=loss)
     with learn.no_bar(), learn.no_logging(): learn.fit(1)
     assert np.isfinite(learn.recorder.values[-1]).all()
+
+def test_score_learner_is_sklearn_and_nan_where_undefined():
+    import math
+    from fastai.data.load import DataLoader
+    learn = tiny_learner([])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    sc = score_learner(learn)
+    probs, targs = learn.get_preds()
+    y, p = targs.numpy(), probs.numpy().astype(np.float64)
+    assert list(sc)[:4] == list(SCORES)
+    assert sc['mean_roc_auc'] == pytest.approx(roc_auc_score(y, p, multi_class='ovr'), abs=1e-6)
+    assert sc['balanced_accuracy'] == pytest.approx(balanced_accuracy_score(y, p.argmax(1)), abs=1e-12)
+    np.testing.assert_allclose([sc[f'recall_{i}'] for i in range(4)], recall_score(y, p.argmax(1), average=None), atol=1e-12)
+    no3 = DataLoader([d for d in learn.dls.valid_ds if int(d[1]) != 3], bs=32)
+    sc = score_learner(learn, no3)
+    assert math.isnan(sc['mean_roc_auc']) and math.isnan(sc['recall_3']) and not math.isnan(sc['recall_0'])
