@@ -7,6 +7,7 @@ __all__ = []
 
 # %% ../nbs/99_all.ipynb #1575e437
 from .core import *
+from .sampler import *
 from .features import *
 from .select import *
 from .show import *
@@ -15,7 +16,7 @@ from .datasets import *
 from .train import *
 from .report import *
 from .experiments import *
-from . import core, features, select, show, metrics, datasets, train, report, experiments
+from . import core, sampler, features, select, show, metrics, datasets, train, report, experiments
 
 # nbdev writes an empty `__all__` for a module that only imports; this one re-exports every module's public names
-__all__ = [n for m in (core, features, select, show, metrics, datasets, train, report, experiments) for n in m.__all__]
+__all__ = [n for m in (core, sampler, features, select, show, metrics, datasets, train, report, experiments) for n in m.__all__]
