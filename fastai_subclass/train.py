@@ -263,7 +263,7 @@ def _start_f_u(learn, start, selection) -> Learner:
     "Keep f0 and the selection beside `learn`, then turn it into a fresh f_u: same starting weights, kept items, new optimizer"
     f0 = _snapshot(learn)
     _SIDE[learn] = dict(f0=f0, selection=selection)
-    learn.dls = selection.dataloaders()
+    learn.dls = selection.dataloaders(learn.dls)
     learn.model.load_state_dict(start)
     learn.opt = None
     return f0
