@@ -15,7 +15,7 @@ from fastai.metrics import AccumMetric, ActivationType
 from fastai.losses import CrossEntropyLossFlat
 
 # %% auto #0
-__all__ = ['mean_roc_auc', 'SCORES', 'LOWER_IS_BETTER', 'class_indices', 'check_probs', 'class_roc_aucs', 'mean_roc_auc_score',
+__all__ = ['SCORES', 'LOWER_IS_BETTER', 'class_indices', 'check_probs', 'class_roc_aucs', 'mean_roc_auc_score',
            'multiclass_log_loss', 'per_class_recall', 'balanced_accuracy', 'ProbsMetric', 'MeanRocAuc', 'MultiLogLoss',
            'ClassRecall', 'PerClassRecall', 'score_learner', 'class_weights', 'weighted_cross_entropy']
 
@@ -105,8 +105,6 @@ def mean_roc_auc_score(y_true, probs, classes=None) -> float:
     "Mean over the classes of the one-vs-rest ROC AUC of each column of `probs`: the Plant Pathology 2020 score"
     return float(class_roc_aucs(y_true, probs, classes).mean())
 
-mean_roc_auc = mean_roc_auc_score  # the name before 0.2
-
 # %% ../nbs/04_metrics.ipynb #1511aed1
 def multiclass_log_loss(y_true, probs, eps:float=1e-15) -> float:
     "Multi-class log loss as Kaggle scores it: each row of `probs` divided by its sum, clipped to [eps, 1-eps]"
@@ -171,7 +169,7 @@ class ProbsMetric(AccumMetric):
 # %% ../nbs/04_metrics.ipynb #a0ac2011
 def MeanRocAuc():
     "Mean column-wise ROC AUC (Plant Pathology 2020 score) as a fastai metric, `mean_roc_auc` in the training table"
-    return ProbsMetric(mean_roc_auc, name='mean_roc_auc')
+    return ProbsMetric(mean_roc_auc_score, name='mean_roc_auc')
 
 def MultiLogLoss():
     "Kaggle's multi-class log loss (Fisheries score) as a fastai metric, `log_loss` in the training table (lower is better)"

@@ -4,37 +4,22 @@
 
 # %% ../nbs/08_report.ipynb #14bcc34f
 from __future__ import annotations
-import html, json, math, os, re, shutil, tempfile
+import html, json, os, re, shutil, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd
 from .select import SubclassSelection, take_items, weak_message
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, save_fig
-from .metrics import balanced_accuracy, mean_roc_auc, multiclass_log_loss
+from .metrics import score_learner
 
 # %% auto #0
 __all__ = ['evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures', 'report_summary',
            'report_html', 'write_report']
 
-# %% ../nbs/08_report.ipynb #e87c5ea6
-def _or_nan(f, *args, **kwargs) -> float:
-    "`f(*args, **kwargs)` as a float, or NaN where the score is undefined on this set (e.g. a class absent from it)"
-    try: return float(f(*args, **kwargs))
-    except ValueError: return math.nan
-
 # %% ../nbs/08_report.ipynb #9c7d7b01
 def evaluate_learner(learn, dl=None) -> dict:
-    "{metric: value} of `learn` on `dl` (default: its validation set): accuracy, balanced accuracy, mean ROC AUC, log loss, recall per class"
+    "The number of items of `dl` (default: `learn`'s validation set) and `score_learner`'s scores of `learn` on it"
     dl = dl if dl is not None else learn.dls.valid
-    if len(dl.dataset) == 0: raise ValueError("the validation set is empty: there is nothing to evaluate on; give it some items")
-    probs, targs = learn.get_preds(dl=dl)
-    probs, y, classes = probs.float(), targs.long().numpy(), [str(c) for c in learn.dls.vocab]
-    res = dict(items=len(y), accuracy=float((probs.argmax(1).numpy() == y).mean()),
-               balanced_accuracy=_or_nan(balanced_accuracy, y, probs, classes=classes),
-               mean_roc_auc=_or_nan(mean_roc_auc, y, probs, classes), log_loss=_or_nan(multiclass_log_loss, y, probs))
-    # recall of each class on its own: a class absent from the set has none (NaN), the others still do
-    pred = probs.argmax(1).numpy()
-    for i, c in enumerate(classes): res[f'recall_{c}'] = float((pred[y == i] == i).mean()) if (y == i).any() else math.nan
-    return res
+    return {'items': len(dl.dataset), **score_learner(learn, dl)}
 
 # %% ../nbs/08_report.ipynb #d0e88809
 def file_stem(name, taken=()) -> str:
@@ -239,22 +224,28 @@ def _learner_metrics(learn) -> dict:
     return {'f0': evaluate_learner(f0), 'f_u': evaluate_learner(learn)} if f0 is not None else {'f0': evaluate_learner(learn)}
 
 # %% ../nbs/08_report.ipynb #c2097cb3
-def _check_out_dir(out_dir:Path, overwrite:bool):
-    "A clear error, before any work, if `out_dir` is a file or already holds files and `overwrite` is False"
+def _check_out_dir(out_dir:Path, overwrite:bool, keep=()):
+    "A clear error, before any work, if `out_dir` is a file or already holds files (other than those named in `keep`) and `overwrite` is False"
     if out_dir.exists() and not out_dir.is_dir(): raise NotADirectoryError(f"{out_dir} is a file: give a folder for the report")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+    if out_dir.exists() and any(f.name not in keep for f in out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} already holds files (a previous report?): pass overwrite=True to replace them, or another folder")
 
 # %% ../nbs/08_report.ipynb #fe5f05b6
-def _swap_in(tmp:Path, out_dir:Path):
-    "Move the finished folder `tmp` onto `out_dir`, the old one removed: a reader finds the old report or the new one, never a mix"
+def _swap_in(tmp:Path, out_dir:Path, keep=()):
+    "Move the finished folder `tmp` onto `out_dir`, the old one removed but its entries named in `keep`: a reader finds the old report or the new one, never a mix"
     umask = os.umask(0); os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; a report folder is as any other
-    old = None
+    old, moved = None, []
     if out_dir.exists():
         old = out_dir.with_name(f'.{out_dir.name}.old-{os.getpid()}-{tmp.name[-8:]}')
         os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
+        for name in keep:
+            if (old/name).exists(): os.replace(old/name, tmp/name); moved.append(name)
+    try: os.replace(tmp, out_dir)
+    except BaseException:  # put the old folder back as it was
+        for name in moved: os.replace(tmp/name, old/name)
+        if old is not None: os.replace(old, out_dir)
+        raise
     if old is not None: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/08_report.ipynb #6c80eb53
@@ -270,10 +261,11 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
                  dpi:int=100,
                  dls=None, # loaders over the training items, for images the keys don't name as files (DataFrame rows, moved data)
                  overwrite:bool=False, # replace a report already in `out_dir`
+                 keep=(), # names of entries of `out_dir` to keep in the new folder (e.g. a feature cache), not counted as a report
                 ) -> Path:
     "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`; returns the index.html path"
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, overwrite)
+    _check_out_dir(out_dir, overwrite, keep)
     if metrics is None and learn is not None: metrics = _learner_metrics(learn)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))
@@ -292,8 +284,8 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
         summary = report_summary(selection, metrics, settings, notes, truth, dls)
         (tmp/'summary.json').write_text(json.dumps(dict(summary, figures=figures, files=files), indent=1, allow_nan=False))
         (tmp/'index.html').write_text(report_html(selection, figures, metrics, settings, notes, truth, dls, files, title), encoding='utf-8')
-        _check_out_dir(out_dir, overwrite)  # again: another process may have written there meanwhile
-        _swap_in(tmp, out_dir)
+        _check_out_dir(out_dir, overwrite, keep)  # again: another process may have written there meanwhile
+        _swap_in(tmp, out_dir, keep)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

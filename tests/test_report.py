@@ -1,6 +1,6 @@
 "write_report renders from the selection object and swaps a whole folder in: a reused folder never mixes two runs."
 from pathlib import Path
-import json, numpy as np, pandas as pd, pytest, torch
+import json, os, numpy as np, pandas as pd, pytest, torch
 from fastai.vision.all import ImageDataLoaders, Resize, vision_learner, resnet18, get_image_files
 import fastai_subclass
 import fastai_subclass.report as report
@@ -62,3 +62,23 @@ def test_renders_a_selection_read_back_from_csv_on_dataframe_loaders(sel, tmp_pa
     for id in ('counts', 'classes', 'clusters-vehicle', 'silhouettes-vehicle'): assert table(a, id) == table(b, id)
     kept = pd.read_csv(tmp_path/'b'/'kept_items.csv')
     assert kept.label.value_counts().to_dict() == {'vehicle': 60, 'cat': 60, 'frog': 60} and 'fname' in kept
+
+def test_kept_entries_survive_and_a_failed_swap_puts_the_old_folder_back(sel, tmp_path, monkeypatch):
+    "`keep` (the CLI's feature cache) moves into the new folder; if the last move fails, the old folder is back as it was"
+    out = tmp_path/'report'
+    write_report(sel, out, n_per_cluster=2, dpi=40)
+    (out/'feature_cache').mkdir(); (out/'feature_cache'/'f.npz').write_bytes(b'cached')
+    before = {f: (out/f).read_bytes() for f in report_files(out) if f != 'feature_cache'}
+    real = os.replace
+    def replace(src, dst):
+        if Path(dst) == out and '.tmp-' in Path(src).name: raise OSError('disk full')
+        return real(src, dst)
+    monkeypatch.setattr(os, 'replace', replace)
+    with pytest.raises(OSError, match='disk full'):
+        write_report(sel.reselect('random'), out, n_per_cluster=2, dpi=40, overwrite=True, keep=('feature_cache',))
+    monkeypatch.undo()
+    assert {f: (out/f).read_bytes() for f in report_files(out) if f != 'feature_cache'} == before
+    assert (out/'feature_cache'/'f.npz').read_bytes() == b'cached' and report_files(tmp_path) == ['report']
+    write_report(sel.reselect('random'), out, n_per_cluster=2, dpi=40, overwrite=True, keep=('feature_cache',))
+    assert (out/'feature_cache'/'f.npz').read_bytes() == b'cached' and report_files(tmp_path) == ['report']
+    assert json.loads((out/'summary.json').read_text())['strategy'] == 'random'
