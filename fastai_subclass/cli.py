@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #e8a7ccc3
 from __future__ import annotations
-import argparse, contextlib, os, shutil, signal, sys, textwrap, time, traceback, warnings
+import argparse, contextlib, os, signal, sys, textwrap, time, traceback, warnings
 from copy import deepcopy
 from pathlib import Path
 from types import SimpleNamespace
@@ -76,7 +76,7 @@ def _recipe(arch, pretrained, weights_file, size, bs, epochs, freeze_epochs, lr,
 @delegates(subclass_undersample, but=['learn', 'n', 'seed', 'progress'])
 def run_subclass_undersampling(items:pd.DataFrame, out, n, recipe:dict|None=None, seed=42, train_fu:bool=False,
                                num_workers:int=None, progress:bool=True, report:dict|None=None, log=print, **kwargs) -> SimpleNamespace:
-    "Train f0 on `items` with `recipe`, undersample by subclass (`kwargs`: `subclass_undersample`'s), optionally train f_u, and write the report to `out` (`report`: `write_report`'s settings, notes, title, truth)"
+    "Train f0 on `items` with `recipe`, undersample by subclass (`kwargs`: `subclass_undersample`'s), optionally train f_u, and write the report to `out`, replacing one there but its feature cache (`report`: `write_report`'s settings, notes, title, truth, ...)"
     out, report, say, recipe = Path(out), dict(report or {}), (log or (lambda *a: None)), paper_recipe(recipe)
     notes, cache_dir = list(report.pop('notes', ())), kwargs.pop('cache_dir', 'auto')
     cache_dir, layer, classes = out/'feature_cache' if cache_dir == 'auto' else cache_dir, kwargs.get('layer', 'auto'), kwargs.get('classes')
@@ -97,7 +97,7 @@ def run_subclass_undersampling(items:pd.DataFrame, out, n, recipe:dict|None=None
     with _quiet(f0): metrics, f_u, fu = {'f0': evaluate_learner(f0)}, None, 'not trained'
     if train_fu:
         set_seed(seed, reproducible=True)
-        f_u = learner_like(sel.dataloaders(), recipe, start)
+        f_u = learner_like(sel.dataloaders(f0.dls), recipe, start)
         steps = (fe + e) * len(dls.train) if recipe['equal_steps'] else None
         say(f"f_u: {_facts(e, fe, steps)} on {len(f_u.dls.train_ds)} kept items")
         facts = fit_recipe(f_u, recipe, steps, quiet=not progress, skip_valid=False)
@@ -110,11 +110,8 @@ def run_subclass_undersampling(items:pd.DataFrame, out, n, recipe:dict|None=None
                     classes=', '.join(classes) if classes else 'auto', layer=layer if isinstance(layer, str) else ', '.join(layer), pct=kwargs.get('pct', 80),
                     train_items=len(dls.train_ds), valid_items=len(dls.valid_ds), valid_per_class=_counts_text(_class_counts(items, True)),
                     feature_cache=cache, f_u=fu)
-    tmp = out.parent/f'.{out.name}.partial-{os.getpid()}'  # an interrupted report never mixes two runs
-    shutil.rmtree(tmp, ignore_errors=True)
-    index = write_report(sel, tmp, metrics=metrics, settings=settings, notes=notes, **report)
-    _move_report(tmp, out)
-    index = out/index.name
+    # written whole, then swapped in: an interrupted report never mixes two runs; the feature cache stays
+    index = write_report(sel, out, metrics=metrics, settings=settings, notes=notes, **{'overwrite': True, 'keep': ('feature_cache',), **report})
     say(f"report: {index.absolute()}")
     return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=f_u, metrics=metrics)
 
@@ -227,16 +224,6 @@ def check_out(out, overwrite:bool=False):
     if old and not overwrite:
         raise CommandError(f"--out {out} holds the files of a previous run ({len(old)}, e.g. {sorted(old)[:3]}); pass --overwrite "
                            "to replace them, or give another --out", EXIT_ARGS)
-
-# %% ../nbs/09_cli.ipynb #c8d2e1f3
-def _move_report(tmp:Path, out:Path):
-    "Replace the files of `out` (but its feature cache) by those of the finished report in `tmp`"
-    out.mkdir(parents=True, exist_ok=True)
-    for f in out.iterdir():
-        if f.name == 'feature_cache': continue
-        shutil.rmtree(f) if f.is_dir() else f.unlink()
-    for f in tmp.iterdir(): f.replace(out/f.name)
-    tmp.rmdir()
 
 # %% ../nbs/09_cli.ipynb #ec01bb7c
 def _fail(prog, e:CommandError, show_traceback=False) -> int:

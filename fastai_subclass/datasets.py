@@ -4,12 +4,14 @@
 
 # %% ../nbs/05_datasets.ipynb #242155f5
 from __future__ import annotations
+import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from fastai.data.transforms import get_image_files
 from fastai.vision.utils import verify_images
+from .select import class_targets
 
 # %% auto #0
 __all__ = ['FISH_CLASSES', 'PLANT_CLASSES', 'LAYOUTS', 'check_files_exist', 'folder_items', 'sample_path', 'fisheries_items',
@@ -217,17 +219,13 @@ def check_items(items:pd.DataFrame, n=None, classes=None, verify:bool=True):
 
 # %% ../nbs/05_datasets.ipynb #3e8e72d3
 def _check_n(counts:pd.Series, n, classes=None):
-    "Raise if `n` (an int, or {class: n}) names unknown classes or leaves nothing to undersample"
-    targets = dict(n) if isinstance(n, dict) else {c: n for c in (classes or counts.index)}
-    unknown = [c for c in targets if c not in counts.index]
-    if unknown: raise ValueError(f"the classes {unknown} are not among the training classes: {_counts_text(counts)}")
-    small = {c: int(counts[c]) for c, m in targets.items() if m < counts[c] < 3}
+    "Raise if `n` (an int, or {class: n}) and `classes` name unknown classes or leave nothing to undersample (`class_targets`), or a class too small to cluster"
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # classes kept whole: subclass_undersample says so when it runs
+        targets = class_targets(counts.to_dict(), n, classes)
+    small = {c: int(counts[c]) for c in targets if counts[c] < 3}
     if small: raise ValueError(f"the classes {list(small)} have {_counts_text(pd.Series(small))} training items: too few to "
                                "cluster into subclasses (3 needed); keep them whole (leave them out of --classes, or raise n)")
-    if all(m >= counts[c] for c, m in targets.items()):
-        what = f"n={n}" if not isinstance(n, dict) else f"n={_counts_text(pd.Series(n))}"
-        raise ValueError(f"{what} is not below the number of training items of any class to undersample "
-                         f"({_counts_text(counts[list(targets)])}): nothing to undersample; lower n")
 
 # %% ../nbs/05_datasets.ipynb #45295b49
 def _probs_array(probs) -> np.ndarray:

@@ -7,10 +7,10 @@ import numpy as np, pandas as pd, pytest, torch
 import fastai_subclass
 from fastai_subclass.cli import (subclass_undersample_cli, subclass_demo, EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_WEIGHTS,
                              EXIT_INTERRUPTED, undersample_parser, _run_command)
-from fastai_subclass.report import REPORT_FILES
 
 SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
 ROOT = Path(__file__).parent.parent
+REPORT_FILES = ('index.html', 'class_counts.png', 'selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json')
 
 class _Tables(HTMLParser):
     "The text of the cells of every table of a page that has an id: {id: [[cell, ...], ...]}"
@@ -68,9 +68,12 @@ def test_demo_numbers_in_the_page_match_the_selection(demo):
     assert counts['vehicle'] == (240, 60)
     # the class's layer, k and clusters: as in the selection CSV
     veh = sel[sel['class'] == 'vehicle']
-    (_, layer, k, sil, items, kept), = t['classes'][1:]
+    assert t['classes'][0] == ['class', 'layer', 'k', 'silhouette', 'stability', 'weak', 'items', 'kept']
+    (_, layer, k, sil, stability, weak, items, kept), = t['classes'][1:]
     assert (layer, int(k), int(items), int(kept)) == (veh.layer.iloc[0], veh.cluster.nunique(), 240, 60)
     assert float(sil) == pytest.approx(summ['classes']['vehicle']['silhouette'], abs=5e-4)
+    strength = json.loads(sel['meta'].iloc[0])['classes']['vehicle']['strength']  # the cluster check, saved with the selection
+    assert float(stability) == pytest.approx(strength['stability'], abs=5e-4) and weak == ('WEAK' if strength['weak'] else 'no')
     clusters = t['clusters-vehicle']
     assert clusters[0] == ['subclass', 'items', 'kept']
     sizes, kept_per = veh.cluster.value_counts().sort_index(), veh[veh.kept].cluster.value_counts().sort_index()
@@ -147,12 +150,12 @@ def test_n_too_large(capsys, small_data):
     code, err = _cli(capsys, small_data, '--n', 30, *ARGS)
     assert code == EXIT_DATA
     line = _one_error_line(err)
-    assert 'n=30 is not below' in line and 'a 24' in line  # 30 images of a, 6 of them held out for validation
+    assert 'n=30' in line and "'a': 24" in line and 'nothing to undersample' in line  # 30 images of a, 6 of them held out for validation
 
 def test_n_names_an_unknown_class(capsys, small_data):
     code, err = _cli(capsys, small_data, '--n', 'dog=5', *ARGS)
     assert code == EXIT_DATA
-    assert "['dog'] are not among the training classes" in _one_error_line(err)
+    assert "['dog'] are not in the training vocab" in _one_error_line(err)
 
 def test_missing_csv(capsys, tmp_path):
     code, err = _cli(capsys, '--csv', tmp_path/'labels.csv', '--n', 10, *ARGS)
@@ -208,7 +211,7 @@ def test_rerun_reuses_the_cache_and_gives_the_same_selection(capsys, tmp_path, o
     try: code = subclass_undersample_cli([str(a) for a in args] + ['--overwrite'])
     except SystemExit as e: code = e.code
     captured = capsys.readouterr()
-    assert not (tmp_path/'out'/'map_oldclass.png').exists() and not list(tmp_path.glob('.out.partial-*'))
+    assert not (tmp_path/'out'/'map_oldclass.png').exists() and sorted(o.name for o in tmp_path.iterdir()) == ['out']  # no temporary or old folder left
     assert code == EXIT_OK, captured.err
     assert 'features: read from the cache' in captured.out
     assert {f.name: f.stat().st_mtime_ns for f in cache.glob('features-*.npz')} == files  # not written again
@@ -232,7 +235,7 @@ def no_training(monkeypatch):
 @pytest.mark.parametrize('args, words', [
     (('--pct', 0), '--pct is a percentile'),
     (('--pct', 150), '--pct is a percentile'),
-    (('--layer', 'nope'), "layer 'nope' is neither"),
+    (('--layer', 'nope'), "layer='nope' is neither"),
     (('--out', 'FILE'), 'is a file'),
     (('--out', 'FILE/report'), 'cannot write in'),
 ])
