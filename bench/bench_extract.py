@@ -127,7 +127,7 @@ def run_one(args):
     def run(its):
         if args.one == 'get_preds':
             with learn.no_bar(), learn.no_logging(): return learn.get_preds(dl=learn.dls.test_dl(its, bs=args.bs))[0].numpy()
-        return extract_features(learn, its, layers='auto' if args.one == 'all' else args.one, bs=args.bs, progress=False)
+        return extract_features(learn, its, layer='auto' if args.one == 'all' else args.one, bs=args.bs, progress=False)
     run(items[:2 * args.bs])  # warm-up: allocator, cuDNN autotuning, file cache
     _sync(args.device)
     if args.device.startswith('cuda'): torch.cuda.reset_peak_memory_stats()
