@@ -9,11 +9,11 @@ from fastai.vision.augment import Resize
 from fastai.vision.learner import vision_learner
 from fastai.layers import AdaptiveConcatPool2d
 from fastai.torch_core import set_seed
-import fastai.callback.progress  # noqa: F401 (adds Learner.no_bar)
+import fastai.callback.progress, fastai.callback.schedule  # noqa: F401 (add Learner.no_bar, fit_one_cycle)
 from torchvision.models import resnet18, densenet121, vgg16_bn
 import fastai_subclass
 from fastai_subclass.features import candidate_layers, extract_features
-from fastai_subclass.select import (train_labels, item_keys, subset_dataloaders, subclass_undersample,
+from fastai_subclass.select import (train_labels, train_keys, item_keys, subset_dataloaders, subclass_undersample,
                                     SubclassSelection, SubclassSplitter)
 
 SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
@@ -89,13 +89,14 @@ def test_whole_path_keeps_the_kept_items_and_every_other(dls, f0, sel):
     assert cs.kept_per_cluster.sum() == 60 and cs.kept_per_cluster.max() - cs.kept_per_cluster.min() <= 1, cs.kept_per_cluster
     assert (cs.kept_per_cluster <= cs.sizes).all()
     assert sel.counts()['after'].to_dict() == {'vehicle': 60, 'cat': 60, 'frog': 60}
-    dls_u = sel.dataloaders()
-    keys = item_keys(dls.train_ds.items)
+    dls_u = sel.dataloaders(dls)
+    keys = train_keys(dls)
+    assert sel.keys == keys and keys[0] == dls.train_ds.items[0].relative_to(SAMPLE).as_posix()  # files relative to dls.path
     kept_vehicles = {keys[i] for i in cs.idx[cs.kept]}
     others = {k for k, l in zip(keys, labels) if l != 'vehicle'}
     assert len(dls_u.train_ds) == 180
-    assert item_keys(dls_u.train_ds.items) == [keys[i] for i in sel.keep]
-    assert set(item_keys(dls_u.train_ds.items)) == kept_vehicles | others
+    assert train_keys(dls_u) == [keys[i] for i in sel.keep] == sel.kept_keys
+    assert set(train_keys(dls_u)) == kept_vehicles | others
     # every kept item keeps its own label
     assert train_labels(dls_u) == [labels[i] for i in sel.keep]
     assert dls_u.valid is dls.valid and item_keys(dls_u.valid_ds.items) == item_keys(dls.valid_ds.items)
@@ -117,7 +118,7 @@ def test_splitter_in_a_datablock_gives_the_factory_items(dls, sel):
     base = GrandparentSplitter(valid_name='valid')
     dls_b = sample_block(base).dataloaders(SAMPLE, bs=25, num_workers=0)
     dls_bu = sample_block(SubclassSplitter(base, sel)).dataloaders(SAMPLE, bs=25, num_workers=0)
-    assert set(item_keys(dls_bu.train_ds.items)) == set(item_keys(sel.kept_items))
+    assert set(train_keys(dls_bu, root=SAMPLE)) == set(sel.kept_keys)  # the DataBlock's loaders have path '.'
     assert len(dls_bu.train_ds) == 180
     assert pd.Series(train_labels(dls_bu)).value_counts().to_dict() == {'vehicle': 60, 'cat': 60, 'frog': 60}
     # validation: exactly what the base splitter gives, and the factory's validation items
@@ -129,14 +130,15 @@ def test_splitter_in_a_datablock_gives_the_factory_items(dls, sel):
         SubclassSplitter(base, sel)(no_vehicles)
 
 def test_splitter_in_a_datablock_over_a_dataframe(f0):
-    "DataFrame rows are keyed by their index labels: the DataBlock over the same table keeps the factory's rows"
+    "DataFrame rows are keyed by the file their ColReader names (no get_file needed): the DataBlock over the same table keeps the factory's rows"
     df = sample_df()
     dls_df = factory_dls('from_df')
     s = subclass_undersample(learner_like(dls_df, f0), 50, classes=['vehicle'], seed=0, **QUICK)
     block = lambda spl: DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader('fname', pref=SAMPLE), get_y=ColReader('label'),
                                   splitter=spl, item_tfms=Resize(32))
     dls_u = block(SubclassSplitter(ColSplitter('is_valid'), s)).dataloaders(df, bs=25, num_workers=0)
-    assert list(dls_u.train_ds.items.index) == list(s.kept_items.index) == list(s.dataloaders().train_ds.items.index)
+    assert list(dls_u.train_ds.items.index) == list(s.dataloaders(dls_df).train_ds.items.index)
+    assert train_keys(dls_u, root=SAMPLE) == s.kept_keys == list(dls_u.train_ds.items.fname)  # the files, relative to SAMPLE
     assert list(dls_u.valid_ds.items.index) == list(dls_df.valid_ds.items.index)
     assert pd.Series(train_labels(dls_u)).value_counts().to_dict() == {'vehicle': 50, 'cat': 60, 'frog': 60}
 
@@ -146,17 +148,17 @@ def test_subset_path_of_every_factory(f0, kind):
     labels = train_labels(dls_k)
     assert len(labels) == len(dls_k.train_ds) and set(labels) == {'vehicle', 'cat', 'frog'}
     sel_k = subclass_undersample(learner_like(dls_k, f0), 40, classes=['vehicle'], seed=0, **QUICK)
-    dls_u = sel_k.dataloaders()
-    keys = item_keys(dls_k.train_ds.items)
-    assert item_keys(dls_u.train_ds.items) == [keys[i] for i in sel_k.keep]
+    dls_u = sel_k.dataloaders(dls_k)
+    keys = train_keys(dls_k)
+    assert train_keys(dls_u) == [keys[i] for i in sel_k.keep] == sel_k.kept_keys
     assert train_labels(dls_u) == [labels[i] for i in sel_k.keep]
     n_other = sum(l != 'vehicle' for l in labels)
     assert len(dls_u.train_ds) == 40 + n_other
     cs = sel_k.classes['vehicle']
     assert cs.kept_per_cluster.max() - cs.kept_per_cluster.min() <= 1
     assert dls_u.valid is dls_k.valid
-    if kind == 'from_df':  # keys are the DataFrame's index labels, and the rows come back whole
-        assert keys[0].startswith('img') and list(dls_u.train_ds.items.columns) == ['fname', 'label', 'is_valid']
+    if kind == 'from_df':  # keys are the files the rows name, relative to dls.path, and the rows come back whole
+        assert keys == list(dls_k.train_ds.items.fname) and list(dls_u.train_ds.items.columns) == ['fname', 'label', 'is_valid']
         assert (dls_u.train_ds.items.label.to_numpy() == np.array(train_labels(dls_u))).all()
     xb, yb = dls_u.one_batch()
     assert xb.shape == (25, 3, 32, 32) and yb.shape == (25,)
@@ -203,36 +205,36 @@ def test_an_unreadable_image_is_named(tmp_path, kind, at):
     # only the bad one is named
     assert sum(o.name in str(e.value) for o in vehicles) == 1
 
-def test_a_repeated_dataframe_index_is_refused_or_harmless(f0):
+def test_a_repeated_dataframe_index_is_harmless(f0):
+    "Rows are keyed by their files, not their index labels: an index with repeated labels changes nothing"
     df = sample_df().reset_index(drop=True)
     df = pd.concat([df.iloc[:300].reset_index(drop=True), df.iloc[300:].reset_index(drop=True)])  # labels 0.. twice
     def block(splitter):
         return DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader('fname', pref=SAMPLE), get_y=ColReader('label'),
                          splitter=splitter, item_tfms=Resize(32))
-    try:
-        dls_d = block(ColSplitter('is_valid')).dataloaders(df, bs=25, num_workers=0)
-        s = subclass_undersample(learner_like(dls_d, f0), 60, classes=['vehicle'], seed=0, **QUICK)
-        dls_u = block(SubclassSplitter(ColSplitter('is_valid'), s)).dataloaders(df, bs=25, num_workers=0)
-    except ValueError as e:
-        assert 'index' in str(e)  # refused: the message names the repeated index
-        return
-    assert sorted(dls_u.train_ds.items.fname) == sorted(s.kept_items.fname)
+    assert df.index.duplicated().any()
+    dls_d = block(ColSplitter('is_valid')).dataloaders(df, bs=25, num_workers=0)
+    s = subclass_undersample(learner_like(dls_d, f0), 60, classes=['vehicle'], seed=0, **QUICK)
+    dls_u = block(SubclassSplitter(ColSplitter('is_valid'), s)).dataloaders(df, bs=25, num_workers=0)
+    assert len(dls_u.train_ds) == 180 and sorted(dls_u.train_ds.items.fname) == sorted(s.dataloaders(dls_d).train_ds.items.fname)
 
 def test_selection_csv_round_trip(dls, sel, tmp_path):
     fn = sel.to_csv(tmp_path/'selection.csv')
     df = pd.read_csv(fn)
-    assert list(df.columns) == ['item', 'class', 'cluster', 'kept', 'layer'] and len(df) == 360
+    assert list(df.columns) == ['item', 'class', 'cluster', 'kept', 'layer', 'x', 'y', 'meta'] and len(df) == 360
     assert df.kept.sum() == 180 and df.cluster.isna().sum() == 120
     back = SubclassSelection.from_csv(fn, dls)
     assert np.array_equal(back.keep, sel.keep)
     a, b = back.classes['vehicle'], sel.classes['vehicle']
     assert a.layer == b.layer and np.array_equal(a.idx, b.idx) and np.array_equal(a.labels, b.labels) and np.array_equal(a.kept, b.kept)
-    assert item_keys(back.dataloaders().train_ds.items) == item_keys(sel.dataloaders().train_ds.items)
-    # onto DataLoaders of the same files made another way (keys are paths): the same kept files
+    assert train_keys(back.dataloaders(dls)) == train_keys(sel.dataloaders(dls)) == sel.kept_keys
+    # onto DataLoaders of the same files made another way (keys are files relative to root): the same kept files
     dls_b = sample_block(GrandparentSplitter(valid_name='valid')).dataloaders(SAMPLE, bs=25, num_workers=0)
-    assert set(item_keys(SubclassSelection.from_csv(fn, dls_b).kept_items)) == set(item_keys(sel.kept_items))
+    back_b = SubclassSelection.from_csv(fn, dls_b, root=SAMPLE)
+    assert set(train_keys(back_b.dataloaders(dls_b, root=SAMPLE), root=SAMPLE)) == set(sel.kept_keys)
     df.iloc[:-5].to_csv(tmp_path/'short.csv', index=False)
-    with pytest.raises(ValueError, match='lacks 5 training items'): SubclassSelection.from_csv(tmp_path/'short.csv', dls)
+    with pytest.raises(ValueError, match='have 5 training items the selection does not know'):
+        SubclassSelection.from_csv(tmp_path/'short.csv', dls)
 
 @pytest.mark.parametrize('arch,body', [(densenet121, 1024), (vgg16_bn, 512)])
 def test_densenet_and_vgg_heads(arch, body):
