@@ -13,16 +13,17 @@ from fastcore.basics import store_attr
 from fastai.torch_core import set_seed
 from fastai.data.core import DataLoaders
 import fastai.callback.schedule, fastai.callback.progress  # noqa: F401 (Learner.fit_one_cycle, fine_tune, no_bar)
-from .core import select_samples, STRATEGIES
+from .core import STRATEGIES
 from .select import (subset_dataloaders, subclass_undersample, train_labels, item_keys, take_items,
-                                    SubclassSelection, ClassSelection, _targets)
+                                    class_targets)
+from .features import atomic_write
 from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
 from .train import PAPER_RECIPE, paper_recipe, item_dataloaders, learner_like, fit_recipe
 
 # %% auto #0
-__all__ = ['METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample', 'reselect',
-           'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun',
-           'runs_table', 'ExperimentResults', 'run_experiment']
+__all__ = ['METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample', 'score_columns',
+           'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun', 'runs_table',
+           'ExperimentResults', 'run_experiment']
 
 # %% ../nbs/07_experiments.ipynb #5f588980
 METHODS = ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
@@ -50,7 +51,7 @@ def class_counts(labels, positions=None) -> dict:
 def random_undersample(labels, n, classes=None, seed=42) -> np.ndarray:
     "Sorted positions of `n` random items of each of `classes` (default: every class with more than `n`) and all items of the others"
     labels = np.asarray(labels)
-    targets = _targets(class_counts(labels), n, classes)
+    targets = class_targets(class_counts(labels), n, classes)
     rng = np.random.default_rng(seed)  # an int, or a sequence such as (seed, draw)
     keep = np.ones(len(labels), bool)
     for c in sorted(targets):  # a fixed order: the same seed draws the same items
@@ -80,17 +81,6 @@ def oversample(labels, classes=None, factor:int=2) -> np.ndarray:
     if not classes: raise ValueError(f"every class has the same number of items ({counts}): there is no minority class to oversample")
     reps = np.where(np.isin(labels, classes), factor, 1)
     return np.repeat(np.arange(len(labels)), reps)
-
-# %% ../nbs/07_experiments.ipynb #b5573a07
-def reselect(sel:SubclassSelection, strategy:str, pct:float=80, seed=42) -> SubclassSelection:
-    "The subclasses of `sel`, with as many items kept per class, chosen by `strategy`"
-    if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    classes = {}
-    for c, cs in sel.classes.items():
-        if cs.subclasses is None: raise ValueError(f"the selection of class {c!r} holds no subclasses (read back from a CSV?); "
-                                                   "reselect needs the result of subclass_undersample")
-        classes[c] = ClassSelection(c, cs.idx, cs.layer, cs.labels, select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed), cs.by_layer)
-    return SubclassSelection(sel.dls, sel.labels, classes, strategy, seed)
 
 # %% ../nbs/07_experiments.ipynb #05431daa
 def score_columns(runs:pd.DataFrame) -> list:
@@ -181,18 +171,13 @@ class ExperimentRun:
 
 # %% ../nbs/07_experiments.ipynb #8875bbe5
 def _write_json(fn:Path, obj):
-    "Write `obj` to `fn` whole (a temporary file, then renamed: a crash leaves no half record)"
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_suffix('.tmp')
-    tmp.write_text(json.dumps(obj, indent=1, default=str)); tmp.replace(fn)
+    "Write `obj` to `fn` whole (`atomic_write`: a crash leaves no half record)"
+    with atomic_write(fn, 'w') as f: json.dump(obj, f, indent=1, default=str)
 
 # %% ../nbs/07_experiments.ipynb #c3a9d2f1
 def _save_weights(state:dict, fn:Path):
     "Save the state dict `state` to `fn` whole (a temporary file, then renamed: a run killed while saving leaves no half file)"
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_name(f'{fn.name}.{os.getpid()}.tmp')
-    try: torch.save(state, tmp); tmp.replace(fn)
-    finally: tmp.unlink(missing_ok=True)
+    with atomic_write(fn) as f: torch.save(state, f)
 
 def _load_weights(fn:Path) -> dict:
     "The state dict saved in `fn`; an error naming the file (and what to do) if it cannot be read"
@@ -255,7 +240,7 @@ def _resolve_targets(labels, n, classes, kinds) -> dict:
     "{class: n} to undersample, where a method needs it"
     if not kinds & {'random', 'subclass'}: return {}
     if n is None: raise ValueError("the methods random and subclass_* undersample to n items per class: pass n (an int, or {class: n})")
-    return _targets(class_counts(labels), n, classes)
+    return class_targets(class_counts(labels), n, classes)
 
 # %% ../nbs/07_experiments.ipynb #0b03c175
 def _experiment_data(data, recipe, num_workers):
@@ -375,9 +360,10 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
             # subclass_undersample restores torch's thread count, which UMAP's numba resets
             sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec['strategy'], seed=seed, progress=False, **kw)
             for r in sub:
-                sel = reselect(sel0, r.spec['strategy'], kw['pct'], seed)
-                learn, facts = ex.train(r, sel.keep, start, target_steps)
-                done[r.name] = ex.record(r, sel.keep, facts, start_hash, target_steps, score_learner(learn), sel)
+                sel = sel0.reselect(r.spec['strategy'], kw['pct'], seed)
+                pos = sel.positions(ex.dls)[sel.keep]  # `keep` counts among the selection's keys: the items' places in ex.dls
+                learn, facts = ex.train(r, pos, start, target_steps)
+                done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), sel)
     for r in todo:
         kind = r.spec['kind']
         if kind in ('baseline', 'subclass'): continue
