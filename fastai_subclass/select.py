@@ -236,8 +236,6 @@ def class_targets(counts:dict, n, classes=None) -> dict:
                                      "nothing to undersample; lower n")
     return targets
 
-_targets = class_targets  # the old name, until every caller uses class_targets
-
 # %% ../nbs/02_select.ipynb #9118306f
 _EXTRACT_KW = [k for k, p in inspect.signature(extract_features).parameters.items()
                if p.default is not inspect.Parameter.empty and k not in ('layer', 'seed', 'progress')]
