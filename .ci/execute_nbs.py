@@ -4,10 +4,15 @@
 
 Each notebook runs in a fresh kernel-less shell (execnb, as `nbdev_test` runs them) from its own folder; a cell that
 raises stops that notebook, which is then left unchanged, and the script exits 1. Cells marked `#| notest` or `#| slow`
-still run here: their outputs are part of the docs. Outputs are written with nbdev's clean step, which keeps them.
+still run here: their outputs are part of the docs; cells marked `#| eval: false` (a benchmark command) are skipped, as
+nbdev_test and the docs build skip them. Outputs are written with nbdev's clean step, which keeps them.
 """
 import os, sys, time
 from pathlib import Path
+
+def _no_eval(cell) -> bool:
+    "True for a cell marked `#| eval: false`, which execnb then skips"
+    return cell.cell_type == 'code' and any(l.replace(' ', '').lower() == '#|eval:false' for l in cell.source.splitlines()[:5])
 
 def execute(fn:Path) -> bool:
     "Run `fn` in place from its own folder; True if every cell ran"
@@ -17,7 +22,7 @@ def execute(fn:Path) -> bool:
     nb, cwd = read_nb(fn), os.getcwd()
     os.chdir(fn.parent)
     t = time.time()
-    try: CaptureShell(mpl_format='retina').run_all(nb, exc_stop=True)
+    try: CaptureShell(mpl_format='retina').run_all(nb, exc_stop=True, preproc=_no_eval)
     except Exception as e:
         print(f"{fn}: FAILED after {time.time() - t:.0f}s: {type(e).__name__}: {e}", flush=True)
         return False

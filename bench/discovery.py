@@ -54,8 +54,10 @@ def paper_layer(by_layer:dict) -> str:
     return max(by_layer, key=lambda l: np.nan_to_num(by_layer[l].silhouette, nan=-1))
 
 def cluster_rows(comp:str, setting:str, seed:int) -> list:
-    "One row per layer: k, silhouette, ARI, NMI, strength and the coverage of each strategy"
+    "One row per layer: k, silhouette, ARI, NMI, strength and the coverage of each strategy (cached)"
     from fastai_subclass.core import select_samples, cluster_strength, STRATEGIES
+    fn = OUT/comp/f'clusters-{setting}-seed{seed}.json'
+    if fn.exists(): return json.loads(fn.read_text())
     f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
     truth = f['subclass']
     by_layer, rows = cluster_layers(f, seed), []
@@ -68,7 +70,8 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
                    weak=strength['weak'], ari=adjusted_rand_score(truth, sc.labels), nmi=normalized_mutual_info_score(truth, sc.labels))
         row.update({f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in STRATEGIES})
         row.update(coverage_random_undersampling=rand, coverage_oracle=coverage(oracle_keep(truth, n, seed), truth, n))
-        rows.append(row)
+        rows.append({k: (v.item() if hasattr(v, 'item') else v) for k, v in row.items()})
+    tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(rows)); tmp.replace(fn)
     return rows
 
 def fu_methods(comp:str, seed:int) -> dict:
