@@ -11,7 +11,7 @@ freeze 3 + unfreeze 8). For every composition / setting / seed and hooked layer 
 and the coverage of the kept set (for each true subclass kept / (n / #subclasses), the minimum) for each strategy,
 next to random undersampling (median of 20 draws) and an oracle (n / #subclasses of each: coverage 1). Then f_u
 (stand-in setting) for random undersampling, the oracle and subclass undersampling with the paper's `closest` and
-with `spread`, 3 seeds: mean ROC AUC and the recall of the worst true subclass, medians and paired differences.
+with `spread` and `cover`, 3 seeds: mean ROC AUC and the recall of the worst true subclass, medians and paired differences.
 Tables: bench/out/discovery/*.csv, copied to nbs/discovery/ for nbs/11_discovery.ipynb.
 """
 import argparse, json, shutil, sys, warnings
@@ -57,7 +57,17 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
     "One row per layer: k, silhouette, ARI, NMI, strength and the coverage of each strategy (cached)"
     from fastai_subclass.core import select_samples, cluster_strength, STRATEGIES
     fn = OUT/comp/f'clusters-{setting}-seed{seed}.json'
-    if fn.exists(): return json.loads(fn.read_text())
+    if fn.exists():
+        rows = json.loads(fn.read_text())
+        if all(f'coverage_{s}' in r for r in rows for s in STRATEGIES): return rows
+        # a strategy added since: its coverage from the same clusters (the strength checks are not rerun)
+        f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
+        by_layer = cluster_layers(f, seed)
+        for r in rows:
+            r.update({f'coverage_{s}': coverage(select_samples(by_layer[r['layer']], n, s, seed=seed), f['subclass'], n)
+                      for s in STRATEGIES if f'coverage_{s}' not in r})
+        tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(rows)); tmp.replace(fn)
+        return rows
     f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
     truth = f['subclass']
     by_layer, rows = cluster_layers(f, seed), []
@@ -81,7 +91,7 @@ def fu_methods(comp:str, seed:int) -> dict:
     by_layer = cluster_layers(f, seed)
     sc = by_layer[paper_layer(by_layer)]
     return {'random': random_draw(len(f['subclass']), n, seed), 'oracle': oracle_keep(f['subclass'], n, seed),
-            'subclass_closest': select_samples(sc, n, 'closest', seed=seed), 'subclass_spread': select_samples(sc, n, 'spread', seed=seed)}
+            **{f'subclass_{s}': select_samples(sc, n, s, seed=seed) for s in ('closest', 'spread', 'cover')}}
 
 def fu_rows(comp:str, seed:int) -> list:
     from discovery_fu import train_fu
@@ -138,7 +148,7 @@ def main(argv=None):
     save(clusters, 'clusters')
     plot_maps()
     cols = ['k', 'silhouette', 'null_silhouette', 'stability', 'weak', 'ari', 'nmi', 'coverage_closest', 'coverage_farthest',
-            'coverage_random', 'coverage_spread', 'coverage_random_undersampling', 'coverage_oracle']
+            'coverage_random', 'coverage_spread', 'coverage_cover', 'coverage_random_undersampling', 'coverage_oracle']
     print("Clusters of f0's layers against the true subclasses (median over 3 seeds; weak = share of seeds flagged)")
     print(clusters.groupby(['comp', 'setting', 'layer'])[cols].median(numeric_only=False).round(2).to_string())
     print("\nThe layer the paper's rule keeps (best silhouette), median over seeds")

@@ -363,7 +363,7 @@ def cluster_quotas(sizes, n:int) -> np.ndarray:
     return q
 
 # %% ../nbs/00_core.ipynb #eaedbd9e
-STRATEGIES = ('closest', 'farthest', 'random', 'spread')
+STRATEGIES = ('closest', 'farthest', 'random', 'spread', 'cover')
 
 # %% ../nbs/00_core.ipynb #0d842568
 def _inner(dist, pct):
@@ -412,7 +412,7 @@ def _pick(members, dist, q, strategy, pct, rng, coords=None, ranks=None):
 
 # %% ../nbs/00_core.ipynb #5c2fd95e
 def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:float=80, seed=42) -> np.ndarray:
-    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest', 'random' or 'spread')"
+    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest', 'random' or 'spread'); 'cover' ignores the clusters"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
     if int(n) != n or n <= 0: raise ValueError(f"n must be a positive whole number of items to keep, got {n}")
@@ -420,6 +420,9 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
     if n >= n_items:
         warnings.warn(f"select_samples: n={n} is not below the {n_items} items of this class; keeping them all")
         return np.arange(n_items)
+    # spread and cover work in the PCA space the clusters were found from (the 2-D map where there is none)
+    coords = subclasses.embedding if subclasses.reduced is None else subclasses.reduced
+    if strategy == 'cover': return np.sort(spread_picks(coords, n))  # farthest-point over the whole class
     dist, rng = subclasses.distances(), np.random.default_rng(seed)
     members = [np.flatnonzero(labels == c) for c in range(subclasses.k)]
     have = np.array([len(m) for m in members])
@@ -428,8 +431,6 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
         inner = np.array([_inner(dist[m], pct).sum() for m in members])
         if inner.sum() >= n: have = inner
     quotas = cluster_quotas(have, n)
-    # spread covers the PCA space the clusters were found from (the 2-D map where there is none)
-    coords = subclasses.embedding if subclasses.reduced is None else subclasses.reduced
     ranks = copy_ranks(subclasses.embedding) if subclasses.duplicates else None
     picks = [_pick(m, dist[m], q, strategy, pct, rng, coords, ranks) for m, q in zip(members, quotas) if q > 0]
     return np.sort(np.concatenate(picks))
