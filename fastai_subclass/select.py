@@ -246,15 +246,16 @@ def weak_message(cls, layer, strength:dict) -> str:
     return (f"subclass_undersample: the clusters of class {cls!r} (layer {layer!r}) are weak: {strength['why']}. "
             "They are probably not real subclasses, and keeping equal shares of them keeps the subclasses no better than a "
             "random draw. Try: f0 fine-tuned from pretrained weights (`subclass_learner(dls, arch, pretrained=True)`) or trained "
-            "longer; another layer (`layer='body'`, 'pool' or 'linear'); strategy='spread'; or plain random undersampling "
-            "for this class.")
+            "longer; another layer (`layer='body'`, 'pool' or 'linear'); strategy='cover', which does not rely on the clusters "
+            "(with a fine-tuned f0 it kept rare subclasses best on the known-subclass benchmark); or plain random "
+            "undersampling for this class.")
 
 # %% ../nbs/02_select.ipynb #1b316954
 @delegates(extract_features, keep=True, but=['layer', 'seed', 'progress'])
 def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on labelled, single-label DataLoaders
                          n, # items to keep of each class to undersample, or a dict {class: count}
                          classes=None, # the classes to undersample (default: every class with more than `n` items)
-                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random' or 'spread' (covering it)
+                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random', 'spread' (covering each subclass) or 'cover' (the whole class, ignoring the subclasses)
                          layer='auto', # the layer(s) to cluster: 'auto' tries 'body', 'pool' and 'linear' and keeps the best silhouette
                          pct:float=80, # 'farthest' ignores the items beyond this percentile of distance to the centre (outliers)
                          seed=42, # seed of the projection, PCA, UMAP, k-means and 'random' picks: the same seed, the same selection
