@@ -1,7 +1,7 @@
 "After `subclass_fine_tune` or the callback, `learn.export()` is about a plain learner's size and loads in a fresh process that never imports fastai_subclass."
 import os, subprocess, sys, warnings
 from pathlib import Path
-import numba, numpy as np, pytest, torch
+import pytest
 from fastai.vision.data import ImageDataLoaders
 from fastai.vision.augment import Resize
 from fastai.vision.learner import vision_learner
@@ -19,12 +19,7 @@ from fastai.learner import load_learner
 learn = load_learner(sys.argv[1])
 print('LOADED', learn.predict(sys.argv[2])[0], type(learn).__module__)"""
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n, nb = torch.get_num_threads(), numba.get_num_threads()
-    numba.set_num_threads(1); torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(nb); torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 def _dls():
     return ImageDataLoaders.from_folder(SAMPLE, valid='valid', item_tfms=Resize(32), bs=25, num_workers=0)

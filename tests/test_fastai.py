@@ -1,7 +1,7 @@
 "Integration tests of the fastai path on the shipped sample images: f0, hooks, selection, rebuilt loaders, f_u (pinned and newest fastai)."
 import shutil, warnings
 from pathlib import Path
-import numba, numpy as np, pandas as pd, pytest, torch
+import numpy as np, pandas as pd, pytest, torch
 from fastai.data.block import DataBlock, CategoryBlock, MultiCategoryBlock
 from fastai.data.transforms import ColReader, ColSplitter, GrandparentSplitter, get_image_files, parent_label
 from fastai.vision.data import ImageBlock, ImageDataLoaders
@@ -20,15 +20,7 @@ SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
 #: Cheap selection settings for the tests that are about the loaders, not the layer choice: one layer, few k
 QUICK = dict(layer='pool', ks=range(2, 4), progress=False)
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    # On a small shared machine two intra-op threads that compete with other processes run about 10x slower than one.
-    # numba first: starting its OpenMP layer (UMAP's first run does) sets the thread count of the libgomp it shares
-    # with torch to numba's own, so torch's setting would not survive the first selection.
-    n, nb = torch.get_num_threads(), numba.get_num_threads()
-    numba.set_num_threads(1); torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(nb); torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 def quiet_fit(learn, *args, **kwargs):
     with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():

@@ -2,7 +2,7 @@
 import pickle, warnings
 from copy import deepcopy
 from pathlib import Path
-import numba, numpy as np, pytest, torch
+import numpy as np, pytest, torch
 from torch import nn
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Learner
@@ -19,12 +19,7 @@ from fastai_subclass.train import SubclassUndersampling
 SAMPLE = Path(fastai_subclass.__file__).parent/'data'/'sample'
 QUICK = dict(layer='pool', seed=0, ks=range(2, 4), progress=False)
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n, nb = torch.get_num_threads(), numba.get_num_threads()
-    numba.set_num_threads(1); torch.set_num_threads(1)
-    yield
-    numba.set_num_threads(nb); torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 @pytest.fixture(scope='module')
 def small_dls():
