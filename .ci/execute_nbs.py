@@ -19,6 +19,11 @@ def execute(fn:Path) -> bool:
     from execnb.shell import CaptureShell
     from execnb.nbio import read_nb, write_nb
     from nbdev.clean import clean_nb
+    import fastprogress.fastprogress as fp, warnings
+    # Progress bars redrawn as text (there is no notebook front end here) would fill the docs with bar after bar; the
+    # epoch tables fastai writes under them are kept. Torch's deprecation notice about torch.jit is not ours to show.
+    fp.printing = lambda: False
+    warnings.filterwarnings('ignore', message='.*torch.jit.script.*')
     nb, cwd = read_nb(fn), os.getcwd()
     os.chdir(fn.parent)
     t = time.time()
@@ -27,6 +32,9 @@ def execute(fn:Path) -> bool:
         print(f"{fn}: FAILED after {time.time() - t:.0f}s: {type(e).__name__}: {e}", flush=True)
         return False
     finally: os.chdir(cwd)
+    for cell in nb.cells:  # what is left of the silenced bars: the block each draw started with
+        for o in cell.get('outputs', []):
+            if o.get('output_type') == 'stream': o['text'] = ''.join(o['text']).replace('\u2588', '')
     clean_nb(nb)
     write_nb(nb, fn)
     print(f"{fn}: ran in {time.time() - t:.0f}s", flush=True)
