@@ -32,9 +32,9 @@ def execute(fn:Path) -> bool:
         print(f"{fn}: FAILED after {time.time() - t:.0f}s: {type(e).__name__}: {e}", flush=True)
         return False
     finally: os.chdir(cwd)
-    for cell in nb.cells:  # what is left of the silenced bars: the block each draw started with
+    for cell in nb.cells:  # what is left of the silenced bars: their blocks and carriage returns
         for o in cell.get('outputs', []):
-            if o.get('output_type') == 'stream': o['text'] = ''.join(o['text']).replace('\u2588', '')
+            if o.get('output_type') == 'stream': o['text'] = ''.join(o['text']).replace('\u2588', '').replace('\r', '')
     clean_nb(nb)
     write_nb(nb, fn)
     print(f"{fn}: ran in {time.time() - t:.0f}s", flush=True)

@@ -335,7 +335,7 @@ def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2,
     if len(x) > sample_size: x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample_size, replace=False))]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # duplicates and small-class notes were given by the main run already
-        runs = [find_subclasses(x, ks, n_pca, seed + i, **umap_kwargs) for i in range(reruns + 1)]
+        runs = [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, **umap_kwargs) for i in range(reruns + 1)]
     sc = runs[0]
     if sc.k < 2: return dict(silhouette=np.nan, null_silhouette=np.nan, stability=np.nan, weak=True, why='one cluster only')
     stability = float(np.mean([adjusted_rand_score(sc.labels, r.labels) for r in runs[1:]]))
