@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from threadpoolctl import threadpool_limits
 
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
@@ -174,16 +175,19 @@ def pca_reduce(xs:np.ndarray, n_pca:int=50, seed=42) -> np.ndarray:
     # PCA's do (99.98% with 7; the leading axes, which carry the clusters, are the same).
     power = 4 if len(xs) >= UMAP_SMALL else 'auto'
     # `copy=False`: xs is our own copy, so PCA may centre (and square) it in place instead of copying it again
-    return PCA(n_pca, copy=False, random_state=seed, iterated_power=power).fit_transform(xs).astype(np.float32, copy=False)
+    # One BLAS thread: with two, the sums come out in another order (differences of 1e-4 measured), and UMAP turns
+    # such differences into another map, so the selection would depend on the machine's thread count.
+    with threadpool_limits(1):
+        return PCA(n_pca, copy=False, random_state=seed, iterated_power=power).fit_transform(xs).astype(np.float32, copy=False)
 
 # %% ../nbs/00_core.ipynb #70e7220c
 def knn_graph(x:np.ndarray, n_neighbors:int=15):
     "Exact `n_neighbors` nearest neighbours of every row of `x` (each row its own first neighbour, at distance 0), as UMAP's `precomputed_knn`"
     from sklearn.neighbors import NearestNeighbors
-    # Brute force runs on every core and, being exact, is deterministic: no seed needed. `kneighbors()` without
+    # Brute force is exact and, on one BLAS thread, independent of the machine: no seed needed. `kneighbors()` without
     # arguments leaves each row out of its own list; we put it back first at distance exactly 0, as UMAP expects
     # (a rounding error of 1e-4 there would become UMAP's distance to the nearest neighbour).
-    dist, idx = NearestNeighbors(n_neighbors=n_neighbors - 1, algorithm='brute').fit(x).kneighbors()
+    with threadpool_limits(1): dist, idx = NearestNeighbors(n_neighbors=n_neighbors - 1, algorithm='brute').fit(x).kneighbors()
     n = len(x)
     return (np.c_[np.arange(n), idx].astype(np.int32), np.c_[np.zeros(n), dist].astype(np.float32))
 
