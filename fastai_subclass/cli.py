@@ -8,8 +8,8 @@ import argparse, contextlib, os, signal, sys, textwrap, time, traceback, warning
 from copy import deepcopy
 from pathlib import Path
 from types import SimpleNamespace
-import numpy as np, pandas as pd
-import torch, torchvision
+import pandas as pd
+import torch
 from fastai.torch_core import set_seed
 from fastcore.meta import delegates
 from .core import STRATEGIES

@@ -4,10 +4,10 @@
 
 # %% ../nbs/07_experiments.ipynb #a787771a
 from __future__ import annotations
-import hashlib, json, math, os, re, time, warnings
+import hashlib, json, os, re, time
 from copy import deepcopy
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torchvision
+import numpy as np, pandas as pd, torch
 import matplotlib.pyplot as plt
 from fastcore.basics import store_attr
 from fastai.torch_core import set_seed
@@ -18,7 +18,7 @@ from .select import (subset_dataloaders, subclass_undersample, train_labels, ite
                                     class_targets)
 from .features import atomic_write
 from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
-from .train import PAPER_RECIPE, paper_recipe, item_dataloaders, learner_like, fit_recipe
+from .train import paper_recipe, item_dataloaders, learner_like, fit_recipe
 
 # %% auto #0
 __all__ = ['METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample', 'score_columns',

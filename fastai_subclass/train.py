@@ -13,7 +13,7 @@ from torchvision.transforms.v2.functional import gaussian_blur
 from fastcore.basics import patch, store_attr, first, ifnone
 from fastcore.foundation import L
 from fastcore.meta import delegates
-from fastai.torch_core import TensorImage, TensorBase
+from fastai.torch_core import TensorImage
 from fastai.callback.core import Callback, CancelValidException, CancelFitException
 from fastai.data.core import DataLoaders
 from fastai.data.block import DataBlock, CategoryBlock
