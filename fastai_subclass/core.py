@@ -332,14 +332,19 @@ def _null_silhouette(xp:np.ndarray, ks, seed) -> float:
     return max(scores.values())
 
 # %% ../nbs/00_core.ipynb #1cd4697a
-def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2, sample_size:int=2000, **umap_kwargs) -> dict:
+def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2, sample_size:int=2000, subclasses=None,
+                     **umap_kwargs) -> dict:
     "Silhouette, the null's silhouette and the stability across seeds of `find_subclasses` on (a sample of) `feats`; `weak` and why"
     from sklearn.metrics import adjusted_rand_score
     x = check_features(feats)
-    if len(x) > sample_size: x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample_size, replace=False))]
+    sampled = len(x) > sample_size
+    if sampled: x = x[np.sort(np.random.default_rng(seed).choice(len(x), sample_size, replace=False))]
+    # `subclasses`: `find_subclasses(feats, ks, n_pca, seed)` already made, the first run (unless a sample is checked)
+    first = [] if subclasses is None or sampled else [subclasses]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # duplicates and small-class notes were given by the main run already
-        runs = [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, **umap_kwargs) for i in range(reruns + 1)]
+        runs = first + [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, **umap_kwargs)
+                        for i in range(len(first), reruns + 1)]
     sc = runs[0]
     if sc.k < 2: return dict(silhouette=np.nan, null_silhouette=np.nan, stability=np.nan, weak=True, why='one cluster only')
     stability = float(np.mean([adjusted_rand_score(sc.labels, r.labels) for r in runs[1:]]))
@@ -385,7 +390,7 @@ def spread_picks(coords:np.ndarray, q:int) -> np.ndarray:
         i = int(gap.argmax())  # the row farthest from everything picked so far (lowest index on ties)
         picks.append(i)
         np.minimum(gap, np.linalg.norm(coords - coords[i], axis=1), out=gap)
-        gap[picks] = -1  # never twice, also where only copies of picked rows are left (gap 0)
+        gap[i] = -1  # never twice, also where only copies of picked rows are left (gap 0); minimum keeps it -1
     return np.array(picks, dtype=np.int64)
 
 # %% ../nbs/00_core.ipynb #1e4d7307

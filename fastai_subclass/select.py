@@ -280,7 +280,7 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
             by_layer = {l: find_subclasses(feats[l], ks, n_pca, seed, **kwargs) for l in layers}
             best = _best_layer(by_layer)
             sc = by_layer[best]
-            strength = cluster_strength(feats[best], ks, n_pca, seed, **kwargs) if check else None
+            strength = cluster_strength(feats[best], ks, n_pca, seed, subclasses=sc, **kwargs) if check else None
             if check and strength['weak']: warnings.warn(weak_message(c, best, strength), stacklevel=2)
             res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength)
     # UMAP's numba resets the thread count torch shares with it; a user's torch.set_num_threads must survive
