@@ -14,7 +14,7 @@ next to random undersampling (median of 20 draws) and an oracle (n / #subclasses
 with `spread` and `cover`, 3 seeds: mean ROC AUC and the recall of the worst true subclass, medians and paired differences.
 Tables: bench/out/discovery/*.csv, copied to nbs/discovery/ for nbs/11_discovery.ipynb.
 """
-import argparse, json, shutil, sys, warnings
+import argparse, functools, json, shutil, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
@@ -42,9 +42,11 @@ def oracle_keep(truth, n:int, seed:int) -> np.ndarray:
     q = cluster_quotas([(truth == s).sum() for s in subs], n)
     return np.sort(np.concatenate([rng.choice(np.flatnonzero(truth == s), k, replace=False) for s, k in zip(subs, q)]))
 
-def cluster_layers(f:dict, seed:int) -> dict:
-    "{layer: Subclasses} of the f0 layers of one cached f0 run (the library's chain, the given seed)"
+@functools.cache
+def cluster_layers(comp:str, setting:str, seed:int) -> dict:
+    "{layer: Subclasses} of the f0 layers of one cached f0 run (the library's chain, the given seed); made once per process"
     from fastai_subclass.core import find_subclasses
+    f = make_f0(comp, setting, seed)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         return {l: find_subclasses(f[f'f0_{l}'], seed=seed) for l in LAYERS}
@@ -62,7 +64,7 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
         if all(f'coverage_{s}' in r for r in rows for s in STRATEGIES): return rows
         # a strategy added since: its coverage from the same clusters (the strength checks are not rerun)
         f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
-        by_layer = cluster_layers(f, seed)
+        by_layer = cluster_layers(comp, setting, seed)
         for r in rows:
             r.update({f'coverage_{s}': coverage(select_samples(by_layer[r['layer']], n, s, seed=seed), f['subclass'], n)
                       for s in STRATEGIES if f'coverage_{s}' not in r})
@@ -70,7 +72,7 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
         return rows
     f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
     truth = f['subclass']
-    by_layer, rows = cluster_layers(f, seed), []
+    by_layer, rows = cluster_layers(comp, setting, seed), []
     chosen = paper_layer(by_layer)
     rand = float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)]))
     for layer, sc in by_layer.items():
@@ -88,7 +90,7 @@ def fu_methods(comp:str, seed:int) -> dict:
     "{method: kept positions among the majority class's training items} for the f_u runs (stand-in setting)"
     from fastai_subclass.core import select_samples
     f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
-    by_layer = cluster_layers(f, seed)
+    by_layer = cluster_layers(comp, 'standin', seed)
     sc = by_layer[paper_layer(by_layer)]
     return {'random': random_draw(len(f['subclass']), n, seed), 'oracle': oracle_keep(f['subclass'], n, seed),
             **{f'subclass_{s}': select_samples(sc, n, s, seed=seed) for s in ('closest', 'spread', 'cover')}}
@@ -116,7 +118,7 @@ def plot_maps(seed:int=0, fname='maps.png'):
     fig, axs = plt.subplots(len(COMPOSITIONS), 3, figsize=(15, 4.6 * len(COMPOSITIONS)))
     for row, comp in zip(axs, COMPOSITIONS):
         f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
-        by_layer = cluster_layers(f, seed); layer = paper_layer(by_layer); sc = by_layer[layer]
+        by_layer = cluster_layers(comp, 'standin', seed); layer = paper_layer(by_layer); sc = by_layer[layer]
         truth, emb = f['subclass'], sc.embedding
         subs = list(COMPOSITIONS[comp]['subclasses'])
         for ax, what in zip(row, ('truth', 'closest', 'spread')):

@@ -1,8 +1,7 @@
 """The known-subclass benchmark's data and models: compositions of CIFAR-10 *test* images, f0 from scratch or from a stand-in."""
-import json, time
 from copy import deepcopy
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent/'shared'/'data'/'cifar10'

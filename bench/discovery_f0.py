@@ -8,9 +8,9 @@ majority class from f0's candidate layers (`f0_body`, `f0_pool`, `f0_linear`) an
 (`start_body`, `start_pool`: the stand-in before fine-tuning, or the random initialisation from scratch), the true
 subclass of each image, and f0's test scores. Two trainings side by side run 5-10x slower here: run one at a time.
 """
-import os, sys, time
+import json, os, sys, time
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
 

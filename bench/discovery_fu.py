@@ -9,10 +9,9 @@ trained from the stand-in with the paper's recipe, as f0 was. Each run's scores 
 """
 import os, sys, json, time
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
-from discovery_f0 import SEEDS
 
 def fu_path(comp, method, seed): return OUT/comp/f'fu-{method}-seed{seed}.json'
 

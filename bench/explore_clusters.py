@@ -1,5 +1,5 @@
 """Exploration (not the benchmark): clustering variants on the cached features of bench/discovery_f0.py, scored against the true subclasses."""
-import sys, warnings, itertools
+import sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))

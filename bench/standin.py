@@ -14,7 +14,7 @@ the benchmark's composition that a method reading back the stand-in's own labels
 A file that exists is reused (delete it, or pass --redo, to train again). Prints the validation accuracy (CIFAR-10 test
 images of the classes it saw, used here only to report how good the stand-in is) and the time taken.
 """
-import argparse, json, os, time
+import argparse, json, time
 from pathlib import Path
 import numpy as np, torch, torchvision
 from PIL import Image
