@@ -79,7 +79,7 @@ def main(argv=None):
     print(f"train: {items[~items.is_valid].subclass.value_counts().to_dict()}\ntest: {items[items.is_valid].label.value_counts().to_dict()}")
     recipe = dict(arch='resnet18', pretrained=False, size=32, bs=a.bs, lr=a.lr, epochs=a.epochs, freeze_epochs=0, aug=True, flip_vert=False)
     t = time.time()
-    res = run_experiment(items[['path', 'label', 'is_valid']], a.methods, a.seeds, n=a.n, classes=['vehicle'], out_dir=a.out,
+    res = run_experiment(items[['path', 'label', 'is_valid']], a.methods, a.seeds, n={'vehicle': a.n}, out_dir=a.out,
                          recipe=recipe, draws=a.draws, select_kwargs=dict(ks=range(2, 10)))
     wall = time.time() - t
     out = Path(a.out)

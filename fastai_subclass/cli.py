@@ -5,24 +5,17 @@
 # %% ../nbs/09_cli.ipynb #e8a7ccc3
 from __future__ import annotations
 import argparse, contextlib, os, signal, sys, textwrap, time, traceback, warnings
-from copy import deepcopy
 from pathlib import Path
-from types import SimpleNamespace
-import pandas as pd
 import torch
-from fastai.torch_core import set_seed
-from fastcore.meta import delegates
 from .core import STRATEGIES
 from .datasets import LAYOUTS, load_items, check_items, sample_path, _counts_text, _class_counts
-from .select import subclass_undersample
-from .features import resolve_layers
-from .train import PAPER_RECIPE, paper_recipe, get_arch, item_dataloaders, learner_like, fit_recipe, load_weights_file
-from .report import write_report, evaluate_learner
+from .train import PAPER_RECIPE, paper_recipe, get_arch, load_weights_file
+from .pipeline import ArgumentError, run_subclass_undersampling
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_ARGS', 'EXIT_DATA', 'EXIT_TRAIN', 'EXIT_WEIGHTS', 'EXIT_INTERRUPTED', 'EXIT_CODES_HELP', 'DEMO',
-           'CommandError', 'exit_code', 'run_subclass_undersampling', 'parse_n', 'undersample_parser', 'check_out',
-           'subclass_undersample_cli', 'true_subclass', 'demo_parser', 'subclass_demo']
+           'CommandError', 'exit_code', 'parse_n', 'undersample_parser', 'check_out', 'subclass_undersample_cli',
+           'true_subclass', 'demo_parser', 'subclass_demo']
 
 # %% ../nbs/09_cli.ipynb #506efb41
 EXIT_OK, EXIT_ARGS, EXIT_DATA, EXIT_TRAIN, EXIT_WEIGHTS, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
@@ -52,68 +45,12 @@ def exit_code(code:int, errors=(ValueError, OSError, RuntimeError, KeyError)):
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         raise CommandError(f"{msg}" if msg else type(e).__name__, code) from e
 
-# %% ../nbs/09_cli.ipynb #9de30fc8
-def _cache_state(cache_dir) -> dict:
-    "{file: modification time} of the cached features in `cache_dir`"
-    return {} if cache_dir is None else {f.name: f.stat().st_mtime_ns for f in Path(cache_dir).glob('features-*.npz')}
-
-# %% ../nbs/09_cli.ipynb #e79d0701
-def _quiet(learn):
-    "A context in which `learn` shows no progress bars nor tables"
-    return learn.no_bar() if hasattr(learn, 'no_bar') else contextlib.nullcontext()
-
 # %% ../nbs/09_cli.ipynb #246a7f15
-def _facts(epochs, freeze_epochs, steps=None) -> str:
-    "How a model was trained, in words"
-    return f"{epochs} epochs{f' after {freeze_epochs} frozen' if freeze_epochs else ''}" + (f" ({steps} optimizer steps)" if steps else '')
-
 def _recipe(arch, pretrained, weights_file, size, bs, epochs, freeze_epochs, lr, flip_vert, fu_equal_steps) -> dict:
     "The recipe of the command's flags"
     return paper_recipe(arch=arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch)), pretrained=pretrained,
                         weights_file=weights_file, size=size, bs=bs, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
                         flip_vert=flip_vert, equal_steps=fu_equal_steps)
-
-@delegates(subclass_undersample, but=['learn', 'n', 'seed', 'progress'])
-def run_subclass_undersampling(items:pd.DataFrame, out, n, recipe:dict|None=None, seed=42, train_fu:bool=False,
-                               num_workers:int=None, progress:bool=True, report:dict|None=None, log=print, **kwargs) -> SimpleNamespace:
-    "Train f0 on `items` with `recipe`, undersample by subclass (`kwargs`: `subclass_undersample`'s), optionally train f_u, and write the report to `out`, replacing one there but its feature cache (`report`: `write_report`'s settings, notes, title, truth, ...)"
-    out, report, say, recipe = Path(out), dict(report or {}), (log or (lambda *a: None)), paper_recipe(recipe)
-    notes, cache_dir = list(report.pop('notes', ())), kwargs.pop('cache_dir', 'auto')
-    cache_dir, layer, classes = out/'feature_cache' if cache_dir == 'auto' else cache_dir, kwargs.get('layer', 'auto'), kwargs.get('classes')
-    set_seed(seed, reproducible=True)
-    dls = item_dataloaders(items, recipe, num_workers)
-    set_seed(seed, reproducible=True)
-    f0 = learner_like(dls, recipe)
-    with exit_code(EXIT_ARGS): resolve_layers(f0.model, layer)  # an unknown --layer: before any training
-    start = deepcopy(f0.model.state_dict())  # where f_u starts too
-    fe, e = recipe['freeze_epochs'], recipe['epochs']
-    say(f"f0: {recipe['arch']} ({'pretrained' if recipe['pretrained'] else 'random weights'}), {_facts(e, fe)} on {len(dls.train_ds)} training items")
-    fit_recipe(f0, recipe, quiet=not progress, skip_valid=False)
-    before = _cache_state(cache_dir)
-    sel = subclass_undersample(f0, n, seed=seed, progress=progress, cache_dir=cache_dir, **kwargs)
-    cache = ('off' if cache_dir is None else 'read from the cache' if _cache_state(cache_dir) == before else 'extracted and cached')
-    say(f"features: {cache}{'' if cache_dir is None else f' ({cache_dir})'}")
-    for c, cs in sel.classes.items(): say(f"{c}: {cs.k} subclasses in layer {cs.layer}, kept {len(cs.kept)} of {len(cs.idx)}")
-    with _quiet(f0): metrics, f_u, fu = {'f0': evaluate_learner(f0)}, None, 'not trained'
-    if train_fu:
-        set_seed(seed, reproducible=True)
-        f_u = learner_like(sel.dataloaders(f0.dls), recipe, start)
-        steps = (fe + e) * len(dls.train) if recipe['equal_steps'] else None
-        say(f"f_u: {_facts(e, fe, steps)} on {len(f_u.dls.train_ds)} kept items")
-        facts = fit_recipe(f_u, recipe, steps, quiet=not progress, skip_valid=False)
-        fu = f"{facts['epochs']} epochs of {facts['batches_per_epoch']} batches, {facts['steps']} optimizer steps"
-        if steps: notes.append(f"f_u was trained for as many optimizer steps as f0 ({steps}): {fu}, against f0's "
-                               f"{_facts(e, fe)} of {len(dls.train)} batches.")
-        with _quiet(f_u): metrics['f_u'] = evaluate_learner(f_u)
-    settings = dict(report.pop('settings', None) or {}, **{k: v for k, v in recipe.items() if k not in ('aug', 'size', 'equal_steps')},
-                    image_size=recipe['size'], n=n if not isinstance(n, dict) else _counts_text(pd.Series(n)),
-                    classes=', '.join(classes) if classes else 'auto', layer=layer if isinstance(layer, str) else ', '.join(layer), pct=kwargs.get('pct', 80),
-                    train_items=len(dls.train_ds), valid_items=len(dls.valid_ds), valid_per_class=_counts_text(_class_counts(items, True)),
-                    feature_cache=cache, f_u=fu)
-    # written whole, then swapped in: an interrupted report never mixes two runs; the feature cache stays
-    index = write_report(sel, out, metrics=metrics, settings=settings, notes=notes, **{'overwrite': True, 'keep': ('feature_cache',), **report})
-    say(f"report: {index.absolute()}")
-    return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=f_u, metrics=metrics)
 
 # %% ../nbs/09_cli.ipynb #5d06cde8
 def parse_n(s:str):
@@ -268,7 +205,8 @@ def _run_command(prog, a, items_fn, recipe, **run_kwargs) -> int:
                 check_items(items, run_kwargs['n'], run_kwargs.get('classes'))
             print(f"{prog}: {int((~items.is_valid).sum())} training items ({_counts_text(_class_counts(items, False))}), "
                   f"{int(items.is_valid.sum())} validation items ({_counts_text(_class_counts(items, True))})")
-            with exit_code(EXIT_TRAIN), warnings.catch_warnings():
+            # an ArgumentError (an unknown --layer, found once the model exists) is the user's argument, not a failed training
+            with exit_code(EXIT_TRAIN), exit_code(EXIT_ARGS, (ArgumentError,)), warnings.catch_warnings():
                 warnings.filterwarnings('ignore', category=UserWarning, module='umap')  # n_jobs overridden by random_state
                 res = run_subclass_undersampling(items, a.out, recipe=recipe, seed=a.seed, cache_dir=None if a.no_cache else a.cache_dir or 'auto',
                                                  refresh=a.refresh, progress=not a.quiet, log=lambda m: print(f"{prog}: {m}"), **run_kwargs)

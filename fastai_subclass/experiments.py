@@ -30,10 +30,10 @@ METHODS = ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closes
 
 # %% ../nbs/07_experiments.ipynb #c69ac38a
 def parse_method(name:str) -> dict:
-    "What the method called `name` does: {'kind': ..., and 'strategy' or 'factor'}; 'oversample_x6' oversamples 6 times"
+    "What the method called `name` does: {'kind': ..., and 'strategy' or 'factor'}; 'oversample' repeats the minority items twice, 'oversample_x6' 6 times"
     if name in ('baseline', 'random', 'weighted_loss'): return dict(kind=name)
     m = re.fullmatch(r'oversample(?:_x(\d+))?', str(name))
-    if m: return dict(kind='oversample', factor=int(m[1]) if m[1] else None)
+    if m: return dict(kind='oversample', factor=int(m[1]) if m[1] else 2)
     if str(name).startswith('subclass_') and name[len('subclass_'):] in STRATEGIES:
         return dict(kind='subclass', strategy=name[len('subclass_'):])
     raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}, and 'oversample_x<factor>' for another "
@@ -236,11 +236,11 @@ class ExperimentResults:
         return res
 
 # %% ../nbs/07_experiments.ipynb #1131d2e2
-def _resolve_targets(labels, n, classes, kinds) -> dict:
+def _resolve_targets(labels, n, kinds) -> dict:
     "{class: n} to undersample, where a method needs it"
     if not kinds & {'random', 'subclass'}: return {}
     if n is None: raise ValueError("the methods random and subclass_* undersample to n items per class: pass n (an int, or {class: n})")
-    return class_targets(class_counts(labels), n, classes)
+    return class_targets(class_counts(labels), n)
 
 # %% ../nbs/07_experiments.ipynb #0b03c175
 def _experiment_data(data, recipe, num_workers):
@@ -266,8 +266,8 @@ def _plan(methods, seeds, draws) -> list:
 # %% ../nbs/07_experiments.ipynb #46accce4
 class _Experiment:
     "The state of one `run_experiment` call"
-    def __init__(self, dls, recipe, data_hash, targets, minority, factor, select_kwargs, out_dir, verbose):
-        store_attr('dls,recipe,data_hash,targets,minority,factor,select_kwargs,verbose')
+    def __init__(self, dls, recipe, data_hash, targets, minority, select_kwargs, out_dir, verbose):
+        store_attr('dls,recipe,data_hash,targets,minority,select_kwargs,verbose')
         self.out_dir, self.labels = Path(out_dir), np.asarray(train_labels(dls))
         self.vocab = [str(c) for c in dls.vocab]
         self.test_counts = class_counts([self.vocab[int(y)] for y in dls.valid_ds.tls[1]])
@@ -277,7 +277,7 @@ class _Experiment:
         kind = run.spec['kind']
         cfg = dict(method=run.method, seed=run.seed, draw=run.draw, recipe=self.recipe, data=self.data_hash)
         if kind in ('random', 'subclass'): cfg['targets'] = self.targets
-        if kind == 'oversample': cfg.update(minority=self.minority, factor=run.spec['factor'] or self.factor)
+        if kind == 'oversample': cfg.update(minority=self.minority, factor=run.spec['factor'])
         if kind == 'subclass': cfg['select'] = {k: (list(v) if isinstance(v, range) else v) for k, v in self.select_kwargs.items()}
         return cfg
 
@@ -299,7 +299,7 @@ class _Experiment:
         kind, n = run.spec['kind'], len(self.labels)
         if kind in ('baseline', 'weighted_loss'): return np.arange(n)
         if kind == 'random': return random_undersample(self.labels, self.targets, seed=(run.seed, run.draw))
-        if kind == 'oversample': return oversample(self.labels, self.minority, run.spec['factor'] or self.factor)
+        if kind == 'oversample': return oversample(self.labels, self.minority, run.spec['factor'])
         raise ValueError(f"{run.method} needs f0")
 
     def learner(self, positions, start, loss_func=None):
@@ -374,21 +374,28 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
         done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), **extra)
 
 # %% ../nbs/07_experiments.ipynb #c6b7d545
-def run_experiment(data, methods=METHODS, seeds=(0, 1, 2), n=None, classes=None, out_dir='experiment', recipe:dict|None=None,
-                   draws:int=3, oversample_factor:int=2, minority=None, select_kwargs:dict|None=None, redo:bool=False,
-                   num_workers:int=0, verbose:bool=True, save:bool=True) -> ExperimentResults:
-    "Train and score `methods` x `seeds` (x `draws` of random undersampling) with the same recipe, starting weights and test split; resumes from `out_dir`"
+def run_experiment(data, # an item table (path, label, is_valid) or fastai DataLoaders whose valid set is the test split
+                   methods=METHODS, # the methods to compare (`parse_method`: e.g. 'oversample_x6' for another oversampling factor)
+                   seeds=(0, 1, 2), # one run of every method per seed
+                   n=None, # items to keep of every class larger than n, or {class: count}; needed by random and subclass_*
+                   out_dir='experiment', # records, item lists, f0's weights and the tables go here; a rerun resumes from it
+                   recipe:dict|None=None, # the training recipe (`paper_recipe`'s keys); the paper's by default
+                   draws:int=3, # random undersampling draws per seed
+                   minority=None, # the classes `oversample` repeats (default: every class not undersampled)
+                   select_kwargs:dict|None=None, # further arguments of `subclass_undersample` (ks, n_pca, layer, pct, ...)
+                   redo:bool=False, # train again runs whose records exist (and overwrite them)
+                   num_workers:int=0, # DataLoader worker processes
+                   verbose:bool=True, # print a line per finished run
+                  ) -> ExperimentResults:
+    "Train and score `methods` x `seeds` (x `draws` of random undersampling) with the same recipe, starting weights and test split; resumes from `out_dir` and saves the tables there"
     recipe = paper_recipe(recipe)
     runs = _plan(list(methods), list(seeds), draws)
     dls, recipe, data_hash = _experiment_data(data, recipe, num_workers)
     labels = train_labels(dls)
     kinds = {r.spec['kind'] for r in runs}
-    targets = {str(c): int(m) for c, m in _resolve_targets(labels, n, classes, kinds).items()}
-    if 'oversample' in kinds:
-        minority = list(minority) if minority is not None else minority_classes(labels, list(targets) or ())
-        if not isinstance(oversample_factor, (int, np.integer)) or oversample_factor < 2:
-            raise ValueError(f"oversample_factor must be an integer of at least 2, got {oversample_factor!r}")
-    ex = _Experiment(dls, recipe, data_hash, targets, minority, int(oversample_factor), dict(select_kwargs or {}), out_dir, verbose)
+    targets = {str(c): int(m) for c, m in _resolve_targets(labels, n, kinds).items()}
+    if 'oversample' in kinds: minority = list(minority) if minority is not None else minority_classes(labels, list(targets) or ())
+    ex = _Experiment(dls, recipe, data_hash, targets, minority, dict(select_kwargs or {}), out_dir, verbose)
     done = {}
     for r in runs:  # read back what is done, and refuse a mix of configs before training anything
         rec = ex.existing(r, redo)
@@ -398,5 +405,5 @@ def run_experiment(data, methods=METHODS, seeds=(0, 1, 2), n=None, classes=None,
         todo = [r for r in runs if r.seed == seed and r.name not in done]
         if todo: _run_seed(ex, seed, todo, done, redo)
     res = ExperimentResults([done[r.name] for r in runs], list(methods), ex.out_dir, ran=len(runs) - loaded, loaded=loaded)
-    if save: res.save()
+    res.save()
     return res

@@ -20,7 +20,7 @@ def dls(items): return item_dataloaders(items, TINY, num_workers=0)
 @pytest.fixture(scope='module')
 def experiment(items, tmp_path_factory):
     out = tmp_path_factory.mktemp('exp')
-    res = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+    res = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n={'vehicle': 60}, out_dir=out, recipe=TINY,
                          draws=1, select_kwargs=FAST_SELECT, verbose=False)
     return out, res
 
@@ -85,12 +85,12 @@ def test_resume_trains_nothing(experiment, items, monkeypatch):
     out, res = experiment
     def no_fit(*args, **kwargs): raise AssertionError('a resumed experiment trained a model')
     monkeypatch.setattr(fastai.learner.Learner, 'fit', no_fit)
-    again = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+    again = run_experiment(items, ['random', 'subclass_closest'], seeds=(0, 1), n={'vehicle': 60}, out_dir=out, recipe=TINY,
                            draws=1, select_kwargs=FAST_SELECT, verbose=False)
     assert (again.ran, again.loaded) == (0, 4)
     pd.testing.assert_frame_equal(again.runs, res.runs)
     # a method added later that only needs f0 (the baseline) is scored with the saved f0: still no training
-    more = run_experiment(items, ['baseline', 'random', 'subclass_closest'], seeds=(0, 1), n=60, classes=['vehicle'], out_dir=out,
+    more = run_experiment(items, ['baseline', 'random', 'subclass_closest'], seeds=(0, 1), n={'vehicle': 60}, out_dir=out,
                           recipe=TINY, draws=1, select_kwargs=FAST_SELECT, verbose=False)
     assert (more.ran, more.loaded) == (2, 4)
     assert more.table().index.tolist() == ['baseline', 'random', 'subclass_closest']
@@ -101,7 +101,7 @@ def test_resume_trains_nothing(experiment, items, monkeypatch):
 def test_other_config_is_refused(experiment, items):
     out, _ = experiment
     with pytest.raises(ValueError, match='another config'):
-        run_experiment(items, ['random'], seeds=(0,), n=50, classes=['vehicle'], out_dir=out, recipe=TINY, draws=1, verbose=False)
+        run_experiment(items, ['random'], seeds=(0,), n={'vehicle': 50}, out_dir=out, recipe=TINY, draws=1, verbose=False)
 
 def test_read_back(experiment):
     out, res = experiment
@@ -139,6 +139,6 @@ def test_f0_is_saved_whole_and_a_broken_one_is_named(experiment, items, monkeypa
     try:
         fn.write_bytes(good[:100])  # a file cut short (killed while saving, by an older version)
         with pytest.raises(ValueError, match=f"cannot read the saved weights .*{fn.name}.*delete the file"):
-            run_experiment(items, ['subclass_farthest'], seeds=(0,), n=60, classes=['vehicle'], out_dir=out, recipe=TINY,
+            run_experiment(items, ['subclass_farthest'], seeds=(0,), n={'vehicle': 60}, out_dir=out, recipe=TINY,
                            select_kwargs=FAST_SELECT, verbose=False)  # a method not run yet: it needs f0
     finally: fn.write_bytes(good)
