@@ -13,11 +13,12 @@ from .select import *
 from .show import *
 from .metrics import *
 from .datasets import *
+from .presize import *
 from .train import *
 from .report import *
 from .pipeline import *
 from .experiments import *
-from . import core, sampler, features, select, show, metrics, datasets, train, report, pipeline, experiments
+from . import core, sampler, features, select, show, metrics, datasets, presize, train, report, pipeline, experiments
 
 # nbdev writes an empty `__all__` for a module that only imports; this one re-exports every module's public names
-__all__ = [n for m in (core, sampler, features, select, show, metrics, datasets, train, report, pipeline, experiments) for n in m.__all__]
+__all__ = [n for m in (core, sampler, features, select, show, metrics, datasets, presize, train, report, pipeline, experiments) for n in m.__all__]

@@ -46,11 +46,11 @@ def exit_code(code:int, errors=(ValueError, OSError, RuntimeError, KeyError)):
         raise CommandError(f"{msg}" if msg else type(e).__name__, code) from e
 
 # %% ../nbs/09_cli.ipynb #246a7f15
-def _recipe(arch, pretrained, weights_file, size, bs, epochs, freeze_epochs, lr, flip_vert, fu_equal_steps) -> dict:
+def _recipe(arch, pretrained, weights_file, size, bs, epochs, freeze_epochs, lr, flip_vert, fu_equal_steps, presize=False) -> dict:
     "The recipe of the command's flags"
     return paper_recipe(arch=arch if isinstance(arch, str) else getattr(arch, '__name__', str(arch)), pretrained=pretrained,
                         weights_file=weights_file, size=size, bs=bs, epochs=epochs, freeze_epochs=freeze_epochs, lr=lr,
-                        flip_vert=flip_vert, equal_steps=fu_equal_steps)
+                        flip_vert=flip_vert, equal_steps=fu_equal_steps, presize=presize)
 
 # %% ../nbs/09_cli.ipynb #5d06cde8
 def parse_n(s:str):
@@ -129,6 +129,9 @@ def undersample_parser() -> argparse.ArgumentParser:
     g.add_argument('--lr', type=float, default=PAPER_RECIPE['lr'], help="learning rate [%(default)s]")
     g.add_argument('--flip-vert', action=argparse.BooleanOptionalAction, default=None, help="vertical flips in the augmentations "
                    "[on; off for --layout fisheries]")
+    g.add_argument('--presize', nargs='?', type=Path, const=True, default=False, metavar='DIR', help="decode and resize every image "
+                   "once to --size (shorter side) and train on the copies: much faster for large photos; kept in DIR, or in "
+                   "$FASTAI_SUBCLASS_PRESIZE or ~/.cache/fastai_subclass/presized without DIR [off]")
     g.add_argument('--num-workers', type=int, help="DataLoader worker processes [fastai's default]")
     g.add_argument('--train-fu', action='store_true', help="also train f_u on the kept items from the same starting weights and score f0 and f_u")
     g.add_argument('--fu-equal-steps', action='store_true', help="train f_u for as many optimizer steps as f0 (not as many epochs): "
@@ -227,7 +230,7 @@ def subclass_undersample_cli(argv=None) -> int:
     flip_vert = a.flip_vert if a.flip_vert is not None else a.layout != 'fisheries'
     settings = dict(data=str(a.csv or a.path), layout='csv' if a.csv else a.layout)
     items_fn = lambda: load_items(a.path, a.csv, a.path_col, a.label_col, a.valid_col, a.layout, a.valid_pct, a.seed)
-    recipe = _recipe(a.arch, a.pretrained, a.weights_file, a.size, a.bs, a.epochs, a.freeze_epochs, a.lr, flip_vert, a.fu_equal_steps)
+    recipe = _recipe(a.arch, a.pretrained, a.weights_file, a.size, a.bs, a.epochs, a.freeze_epochs, a.lr, flip_vert, a.fu_equal_steps, a.presize)
     return _run_command(p.prog, a, items_fn, recipe, n=a.n, classes=a.classes, strategy=a.strategy,
                         layer=a.layer[0] if len(a.layer) == 1 else a.layer, pct=a.pct, train_fu=a.train_fu, num_workers=a.num_workers,
                         report=dict(settings=settings))

@@ -27,6 +27,7 @@ from fastai.vision.augment import (AffineCoordTfm, RandTransform, Resize, aug_tr
 from fastai.vision.learner import vision_learner, model_meta, create_body, _add_norm
 from .features import _uses_fp16
 from .select import subclass_undersample, SubclassSelection
+from .presize import presize, PRESIZE_DIR
 
 # %% auto #0
 __all__ = ['PAPER_RECIPE', 'paper_recipe', 'shift_mat', 'Shift', 'RandomBlur', 'paper_aug_transforms', 'paper_dls_kwargs',
@@ -35,7 +36,7 @@ __all__ = ['PAPER_RECIPE', 'paper_recipe', 'shift_mat', 'Shift', 'RandomBlur', '
 
 # %% ../nbs/06_train.ipynb #125c8656
 PAPER_RECIPE = dict(arch='resnet50', pretrained=True, size=224, bs=25, lr=0.01, epochs=8, freeze_epochs=3, aug=True, flip_vert=True,
-                    equal_steps=None, weights_file=None)
+                    equal_steps=None, weights_file=None, presize=False)
 
 # %% ../nbs/06_train.ipynb #0ecd4b0e
 def paper_recipe(recipe:dict|None=None, **kwargs) -> dict:
@@ -47,6 +48,7 @@ def paper_recipe(recipe:dict|None=None, **kwargs) -> dict:
     if not isinstance(res['arch'], str): raise TypeError(f"recipe arch must be a model name (e.g. 'resnet18'), so the recipe can be "
                                                          f"recorded and compared; got {res['arch']!r}")
     if res['weights_file'] is not None: res['weights_file'] = str(res['weights_file'])
+    if res['presize'] not in (False, None, True): res['presize'] = str(res['presize'])
     return res
 
 # %% ../nbs/06_train.ipynb #5cca1ab8
@@ -165,7 +167,7 @@ def get_arch(name):
 
 # %% ../nbs/06_train.ipynb #29b98bf2
 def item_dataloaders(items:pd.DataFrame, recipe:dict|None=None, num_workers:int|None=None, device=None) -> DataLoaders:
-    "DataLoaders of an item table (`path`, `label`, `is_valid`: the validation or test split) with the recipe's size, batch size and augmentations"
+    "DataLoaders of an item table (`path`, `label`, `is_valid`: the validation or test split) with the recipe's size, batch size and augmentations (on presized copies where the recipe says so)"
     recipe = paper_recipe(recipe)
     missing = [c for c in ('path', 'label', 'is_valid') if c not in items]
     if missing: raise ValueError(f"the item table lacks the columns {missing}; it needs path, label and is_valid (True for the "
@@ -174,6 +176,8 @@ def item_dataloaders(items:pd.DataFrame, recipe:dict|None=None, num_workers:int|
         raise ValueError("the item table needs both training rows (is_valid False) and validation rows (is_valid True)")
     only_valid = sorted(set(items.label[items.is_valid]) - set(items.label[~items.is_valid]))
     if only_valid: raise ValueError(f"the classes {only_valid} have validation items but no training items")
+    if recipe['presize']:  # decoded and resized once, not every epoch; the items become the copies
+        items = presize(items, recipe['size'], PRESIZE_DIR if recipe['presize'] is True else recipe['presize'], progress=False)
     paths = [Path(p) for p in items.path]
     # the items are the paths, so a selection names every image by its path; a plain dict gives the labels, so that
     # an exported learner loads without this library

@@ -268,3 +268,17 @@ def test_ctrl_c_while_loader_workers_start(capsys, small_data, tmp_path):
     code = _run_command('subclass_undersample', a, items, dict(arch='resnet18'), n=10)
     assert code == EXIT_INTERRUPTED
     assert 'interrupted' in capsys.readouterr().err
+
+def test_presize_trains_on_copies_in_the_given_folder(capsys, tmp_path, one_thread):
+    "--presize DIR: every image decoded and resized once into DIR/<size>px, and the run trains and selects on the copies"
+    size = 24  # the sample's images are 32 px: the copies are smaller
+    args = (SAMPLE, '--n', 60, *ARGS, '--size', size, '--layer', 'pool', '--out', tmp_path/'out', '--quiet', '--num-workers', 0,
+            '--presize', tmp_path/'px')
+    code, err = _cli(capsys, *args)
+    assert code == EXIT_OK, err
+    copies = sorted((tmp_path/'px'/f'{size}px').rglob('*.jpg'))
+    assert len(copies) == len(list(SAMPLE.rglob('*.jpg')))
+    from PIL import Image
+    assert {Image.open(f).size for f in copies[:10]} == {(size, size)}
+    kept = pd.read_csv(tmp_path/'out'/'kept_items.csv')
+    assert kept.iloc[:, 0].astype(str).str.contains(f'px/{size}px/').all()
