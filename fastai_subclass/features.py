@@ -15,8 +15,9 @@ from fastai.layers import AdaptiveConcatPool2d
 from fastai.data.core import Datasets
 
 # %% auto #0
-__all__ = ['MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore', 'atomic_write',
-           'feature_cache_path', 'extract_features']
+__all__ = ['MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore', 'local_extraction',
+           'extraction_shard', 'gather_rows', 'broadcast_object', 'atomic_write', 'feature_cache_path',
+           'extract_features']
 
 # %% ../nbs/01_features.ipynb #2f4819e9
 def candidate_layers(model:nn.Module) -> dict:
@@ -94,6 +95,42 @@ def _bad_items(ds, start=0):
             bad.append(f"{key} ({type(e).__name__}: {e})")
     return bad
 
+# %% ../nbs/01_features.ipynb #347295de
+_SHARDING = {'on': True}
+
+@contextmanager
+def local_extraction():
+    "Inside, `extract_features` runs every item in this process, even in a distributed run (for code only one process runs)"
+    old = _SHARDING['on']; _SHARDING['on'] = False
+    try: yield
+    finally: _SHARDING['on'] = old
+
+def extraction_shard() -> tuple:
+    "(rank, world size) among which `extract_features` splits its items: torch.distributed's default group, else (0, 1)"
+    dist = torch.distributed
+    if _SHARDING['on'] and dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def _shard(items, rank:int, world:int):
+    "The items `rank`, `rank + world`, ... of a list, an `L` or a DataFrame"
+    idx = np.arange(rank, len(items), world)
+    return items.iloc[idx] if hasattr(items, 'iloc') else [items[int(i)] for i in idx]
+
+def gather_rows(x:np.ndarray, n:int) -> np.ndarray:
+    "The `n` rows of every process's share (this one's `x`: rows rank, rank + world, ...) in item order, on every process"
+    world = torch.distributed.get_world_size()
+    parts = [None] * world
+    torch.distributed.all_gather_object(parts, x)
+    out = np.empty((n, *x.shape[1:]), x.dtype)
+    for r, p in enumerate(parts): out[r::world] = p
+    return out
+
+def broadcast_object(o, src:int=0):
+    "The object `o` of process `src`, on every process"
+    box = [o]
+    torch.distributed.broadcast_object_list(box, src=src)
+    return box[0]
+
 # %% ../nbs/01_features.ipynb #0a1885f8
 def _hash_weights(model, h):
     for k, v in model.state_dict().items():
@@ -152,24 +189,8 @@ def _read_cache(fn, n:int):
         return None
 
 # %% ../nbs/01_features.ipynb #514f41ed
-def extract_features(learn, items,
-                     layer='auto', # the layer(s) to hook: 'auto' (all candidates), 'body', 'pool', 'linear', a module path ('1.4'), a list of them or a dict {name: module}
-                     max_bytes:int=MAX_FEATURE_BYTES, # memory budget of all layers' features; layers beyond it are randomly projected
-                     proj_dim:int=4096, # columns of a projected layer
-                     seed=42, # seed of the random projection
-                     bs:int=None, # batch size of the extraction (default: the loaders')
-                     progress:bool=True, # show a progress bar
-                     cache_dir=None, # folder to cache the features in (keyed on weights, items and their files' size and mtime, layers, transforms and settings)
-                     refresh:bool=False, # recompute even if cached
-                    ) -> dict:
-    "{layer: N x d float32 array} of `items` through `learn.model`, all `layer`s in one pass without augmentation"
-    if cache_dir is not None:
-        fn = feature_cache_path(learn, items, layer, cache_dir, max_bytes=max_bytes, proj_dim=proj_dim, seed=seed)
-        res = None if refresh else _read_cache(fn, len(items))
-        if res is not None: return res
-        res = extract_features(learn, items, layer, max_bytes, proj_dim, seed, bs, progress)
-        with atomic_write(fn) as f: np.savez(f, **res)
-        return res
+def _extract(learn, items, layer, max_bytes, proj_dim, seed, bs, progress, n_budget=None) -> dict:
+    "One pass of `extract_features` over `items`; which layers are projected is decided for `n_budget` items (default: these)"
     mods = resolve_layers(learn.model, layer)
     dl = learn.dls.test_dl(items, bs=bs or learn.dls.bs)  # validation transforms, no shuffle, no dropped batch
     n, stores, pending, pos = len(dl.dataset), {}, {}, [0]
@@ -184,11 +205,11 @@ def extract_features(learn, items,
 
     def _allocate():
         "After the first batch, when every layer's width is known: exact arrays for the smallest layers that fit"
-        budget = max_bytes
+        budget, m = max_bytes, n_budget or n
         for k, out in sorted(pending.items(), key=lambda o: o[1][0].numel()):
             dim = out[0].numel()
-            exact = n * dim * 4 <= budget
-            if exact: budget -= n * dim * 4
+            exact = m * dim * 4 <= budget  # decided for all items, so that every process of a distributed run decides alike
+            if exact: budget -= m * dim * 4
             stores[k] = FeatureStore(n, dim, None if exact else sparse_projection(dim, min(proj_dim, dim), seed, out.device))
             stores[k].write(0, out)
         pending.clear()
@@ -217,3 +238,31 @@ def extract_features(learn, items,
     missing = [k for k in mods if k not in stores]
     if missing: raise ValueError(f"layer={missing} were not called in the model's forward pass; hook modules the model runs")
     return {k: stores[k].feats for k in mods}
+
+# %% ../nbs/01_features.ipynb #9ec86d9f
+def extract_features(learn, items,
+                     layer='auto', # the layer(s) to hook: 'auto' (all candidates), 'body', 'pool', 'linear', a module path ('1.4'), a list of them or a dict {name: module}
+                     max_bytes:int=MAX_FEATURE_BYTES, # memory budget of all layers' features; layers beyond it are randomly projected
+                     proj_dim:int=4096, # columns of a projected layer
+                     seed=42, # seed of the random projection
+                     bs:int=None, # batch size of the extraction (default: the loaders')
+                     progress:bool=True, # show a progress bar
+                     cache_dir=None, # folder to cache the features in (keyed on weights, items and their files' size and mtime, layers, transforms and settings)
+                     refresh:bool=False, # recompute even if cached
+                    ) -> dict:
+    "{layer: N x d float32 array} of `items` through `learn.model`, all `layer`s in one pass without augmentation (in a distributed run, each process extracts its share)"
+    rank, world = extraction_shard()
+    if cache_dir is not None:
+        # in a distributed run only the first process reads and writes the cache, and tells the others what it read
+        fn = feature_cache_path(learn, items, layer, cache_dir, max_bytes=max_bytes, proj_dim=proj_dim, seed=seed)
+        res = None if refresh or rank else _read_cache(fn, len(items))
+        if world > 1: res = broadcast_object(res)
+        if res is not None: return res
+        res = extract_features(learn, items, layer, max_bytes, proj_dim, seed, bs, progress)
+        if rank == 0:
+            with atomic_write(fn) as f: np.savez(f, **res)
+        return res
+    n = len(items)
+    if world == 1 or n < world: return _extract(learn, items, layer, max_bytes, proj_dim, seed, bs, progress)
+    part = _extract(learn, _shard(items, rank, world), layer, max_bytes, proj_dim, seed, bs, progress and rank == 0, n_budget=n)
+    return {k: gather_rows(v, n) for k, v in part.items()}
