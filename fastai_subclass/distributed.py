@@ -7,7 +7,6 @@ from __future__ import annotations
 import tempfile
 import numpy as np, pandas as pd, torch
 from fastcore.meta import delegates
-import fastai.distributed  # noqa: F401 (Learner.distrib_ctx; accelerate is needed only to train distributed)
 from .features import extract_features, extraction_shard, broadcast_object, local_extraction
 from .select import subclass_undersample, SubclassSelection, class_targets, train_labels, take_items, _EXTRACT_KW
 
