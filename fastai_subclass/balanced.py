@@ -192,8 +192,8 @@ class SubclassWeightedDL(EpochDrawDL, WeightedDL):
     def __init__(self, dataset=None, bs=64, wgts=None, epoch_size=None, **kwargs):
         n = len(dataset) if dataset is not None else 0
         if wgts is not None and len(wgts) != n: raise ValueError(f"wgts has {len(wgts)} weights for {n} items: give one weight per item")
-        if wgts is not None and (np.asarray(wgts) < 0).any() or (wgts is not None and not np.sum(wgts) > 0):
-            raise ValueError("the weights must be non-negative, not all zero")
+        if wgts is not None and ((np.asarray(wgts) < 0).any() or not np.sum(wgts) > 0):
+            raise ValueError("wgts must be non-negative and not all zero")
         self.epoch_size = n if epoch_size is None else int(epoch_size)
         super().__init__(dataset, bs=bs, wgts=wgts, **kwargs)
 
@@ -220,8 +220,9 @@ def balanced_dataloaders(self:SubclassSelection, dls=None, root=None) -> DataLoa
     "`dls` (default `source_dls`) whose training loader draws each epoch `len(kept)` items of every undersampled class, equally from its subclasses (cycling), and all the others"
     dls = _source_dls(self, dls)
     plan = self.epoch_plan().at(self.positions(dls, root))
+    # group_ids=None: made from these groups (a loader that was balanced already would otherwise pass its own on)
     train = dls.train.new(cls=SubclassBalancedDL, shuffle=True, groups=plan.groups, quotas=plan.quotas, names=plan.names,
-                          seed=self.seed, epoch=0)
+                          seed=self.seed, epoch=0, group_ids=None)
     return _with_train(dls, train)
 
 # %% ../nbs/02b_balanced.ipynb #78cd952f
@@ -277,7 +278,7 @@ class GroupDRO(Callback):
         if getattr(dl, 'idxs', None) is None:
             raise ValueError("GroupDRO: the training loader did not record its epoch's items (a balanced or weighted loader that shuffles does)")
         start = self.iter * dl.bs
-        g = self.ids[torch.as_tensor(dl.idxs[start:start + len(self.yb[0])])].to(self.pred.device)
+        g = self.groups = self.ids[torch.as_tensor(dl.idxs[start:start + len(self.yb[0])])].to(self.pred.device)
         lf = self.learn.loss_func
         red = lf.reduction
         lf.reduction = 'none'
@@ -290,5 +291,5 @@ class GroupDRO(Callback):
         with torch.no_grad():
             q = q * torch.exp(self.eta * (group_loss + self.adjust.to(q.device) * (counts > 0)))
             q = q / q.sum()
-        self.q = q.detach().cpu()
+        self.q, self.group_loss = q.detach().cpu(), group_loss.detach().cpu()
         self.learn.loss_grad = (group_loss * q).sum()
