@@ -205,3 +205,19 @@ def test_group_dro_needs_groups(sample):
     dls, _, _ = sample
     learn = Learner(dls, nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3)), loss_func=CrossEntropyLossFlat(), cbs=GroupDRO())
     with pytest.raises(ValueError, match="group of every training item"), learn.no_bar(), learn.no_logging(): learn.fit(1)
+
+LOAD = """import sys; sys.modules['fastai_subclass'] = None
+from fastai.learner import load_learner
+learn = load_learner(sys.argv[1])
+print('LOADED', type(learn.dls.train).__name__)"""
+
+def test_export_loads_without_library(sample, tmp_path):
+    "`learn.export` of a learner trained on balanced loaders: its empty loaders are plain fastai ones"
+    import os, subprocess, sys
+    dls, sel, _ = sample
+    learn = vision_learner(sel.balanced_dataloaders(dls), resnet18, pretrained=False, n_out=3, path=tmp_path)
+    learn.export('fu.pkl')
+    env = {**os.environ, 'PYTHONPATH': '', 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-c', LOAD, str(tmp_path/'fu.pkl')], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'LOADED TfmdDL' in r.stdout
