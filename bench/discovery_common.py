@@ -52,14 +52,14 @@ def item_dls(items:pd.DataFrame, seed:int=0):
     set_seed(seed, reproducible=True)
     return block.dataloaders(items.reset_index(drop=True), bs=BS, num_workers=0)
 
-def train_model(items:pd.DataFrame, setting:str, comp:str, seed:int, keep_start:bool=False):
-    "A ResNet18 trained on the training rows of `items` with the recipe of `setting` ('standin' or 'scratch')"
+def train_model(items:pd.DataFrame, setting:str, comp:str, seed:int, keep_start:bool=False, dls=None, cbs=None):
+    "A ResNet18 trained on the training rows of `items` (or on `dls`, e.g. a per-epoch draw from them) with the recipe of `setting` ('standin' or 'scratch')"
     from fastai.vision.all import set_seed, resnet18
     from fastai_subclass.train import subclass_learner
-    dls = item_dls(items, seed)
+    if dls is None: dls = item_dls(items, seed)
     set_seed(seed, reproducible=True)
-    learn = (subclass_learner(dls, resnet18, weights_file=standin_file(comp), lr=LR) if setting == 'standin' else
-             subclass_learner(dls, resnet18, pretrained=False, lr=LR))
+    learn = (subclass_learner(dls, resnet18, weights_file=standin_file(comp), lr=LR, cbs=cbs) if setting == 'standin' else
+             subclass_learner(dls, resnet18, pretrained=False, lr=LR, cbs=cbs))
     if keep_start: learn.start_state = deepcopy(learn.model.state_dict())
     r = RECIPES[setting]
     with learn.no_bar(), learn.no_logging():

@@ -1,0 +1,121 @@
+"""The known-subclass benchmark, f_u stage, with a fresh balanced draw every epoch instead of one undersampled set.
+
+    BENCH_THREADS=1 nice -n 19 python bench/discovery_balanced.py            # train what is missing (cached), print the table
+    python bench/discovery_balanced.py --table                               # the table from the cached runs only
+
+Methods (f_u from the stand-in, the paper's recipe, compositions A and B, seeds 0-2), each epoch n=150 majority items
+and the minority classes whole, so every epoch has as many optimizer steps as the one-shot methods of
+bench/discovery_fu.py:
+- `subclass_balanced`: `sel.balanced_dataloaders(dls)`: each epoch a fresh draw of 150 majority items, equal shares of
+  the clusters the paper's chain found in f0 (the chosen layer, as `subclass_closest` uses), cycling through each cluster;
+- `subclass_weighted`: `sel.weighted_dataloaders(dls)`: 150 majority items an epoch drawn with weights 1 / cluster size;
+- `oracle_balanced`: the balanced draw over the TRUE subclasses (an upper bound);
+- `subclass_dro`: `subclass_balanced` trained with `GroupDRO` (the clusters and the minority classes as groups);
+- controls without subclasses: `random_balanced` (each epoch a fresh random 150 of the majority class) and `class_dro`
+  (that, trained with `GroupDRO` over the classes only).
+Each run's scores go to `bench/out/discovery/<comp>/fu-<method>-seed<s>.json`; the other methods' scores are read from
+the cached runs of bench/discovery.py.
+"""
+import argparse, json, os, sys, time, warnings
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+sys.path.insert(0, str(Path(__file__).parent))
+from discovery_common import *
+from discovery_f0 import make_f0, SEEDS
+from discovery_fu import fu_path
+
+NEW = ('subclass_balanced', 'subclass_weighted', 'oracle_balanced', 'subclass_dro', 'random_balanced', 'class_dro')
+SHOWN = ('random', 'random_balanced', 'class_dro', 'subclass_closest', 'subclass_cover', 'subclass_balanced', 'subclass_weighted',
+         'subclass_dro', 'oracle', 'oracle_balanced')
+DRO = ('subclass_dro', 'class_dro')
+DRO_ETA = 0.01
+
+def selection(comp:str, seed:int, dls, groups:str='clusters'):
+    "A `SubclassSelection` of the majority class of `dls` keeping 150: its `groups` are the paper's clusters of f0-standin, the 'truth' or 'none'"
+    from fastai_subclass.select import ClassSelection, SubclassSelection, train_keys, train_labels
+    import fastai_subclass.balanced  # noqa: F401 (balanced_dataloaders, weighted_dataloaders)
+    from discovery import fu_methods, cluster_layers, paper_layer, oracle_keep
+    f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
+    keys, labels = train_keys(dls), train_labels(dls)
+    idx = np.flatnonzero(np.array(labels) == MAJORITY)
+    # f0's features are of the majority's training rows in the item table's order, as the loaders list them
+    assert (dls.train_ds.items.subclass.to_numpy()[idx] == f['subclass']).all(), "f0's rows and the loaders' differ"
+    if groups == 'truth':
+        subs = np.unique(f['subclass'], return_inverse=True)[1].ravel()
+        cs = ClassSelection(MAJORITY, idx, 'truth', subs, oracle_keep(f['subclass'], n, seed))
+    elif groups == 'none':  # one subclass: each epoch a random n of the class
+        cs = ClassSelection(MAJORITY, idx, 'none', np.zeros(len(idx), np.int64), fu_methods(comp, seed)['random'])
+    else:
+        by_layer = cluster_layers(comp, 'standin', seed)
+        layer = paper_layer(by_layer)
+        # the kept set of `subclass_closest`: only its size (n) matters to the per-epoch draws
+        cs = ClassSelection(MAJORITY, idx, layer, by_layer[layer].labels, fu_methods(comp, seed)['subclass_closest'], by_layer)
+    return SubclassSelection(keys, labels, {MAJORITY: cs}, 'closest', seed, path=dls.path)
+
+def train_epochwise(comp:str, method:str, seed:int, threads:int=int(os.environ.get("BENCH_THREADS", 1))) -> dict:
+    "Scores of f_u trained with `method`'s per-epoch draw from the whole training set (cached)"
+    fn = fu_path(comp, method, seed)
+    if fn.exists(): return json.loads(fn.read_text())
+    torch.set_num_threads(threads)
+    items = composition_items(comp)
+    dls = item_dls(items, seed)
+    sel = selection(comp, seed, dls, 'truth' if method.startswith('oracle') else 'none' if method in ('random_balanced', 'class_dro') else 'clusters')
+    bdls = sel.weighted_dataloaders(dls) if method == 'subclass_weighted' else sel.balanced_dataloaders(dls)
+    steps = len(bdls.train)
+    from fastai_subclass.balanced import GroupDRO
+    t = time.time()
+    learn = train_model(items, 'standin', comp, seed, dls=bdls, cbs=GroupDRO(DRO_ETA) if method in DRO else None)
+    scores = test_scores(learn, items)
+    scores.update(worst_subclass_recall=worst_subclass_recall(scores, comp), kept=int(len(sel.keep)), steps_per_epoch=steps,
+                  epochs_drawn=int(learn.dls.train.epoch), train_s=round(time.time() - t))
+    fn.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(scores, indent=1)); tmp.replace(fn)
+    print(f"{comp} {method} seed {seed}: {scores}", flush=True)
+    return scores
+
+def cached_rows(methods=SHOWN) -> pd.DataFrame:
+    "One row per cached f_u run (composition, seed, method): mean ROC AUC and worst-true-subclass recall"
+    rows = []
+    for c in COMPOSITIONS:
+        for s in SEEDS:
+            for m in methods:
+                if not fu_path(c, m, s).exists(): continue
+                r = json.loads(fu_path(c, m, s).read_text())
+                rows.append(dict(comp=c, seed=s, method=m, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],
+                                 # the minority classes too: a method may raise the majority's recall at their expense
+                                 worst_group_recall=min(v for k, v in r.items() if k.startswith('recall_')), accuracy=r['accuracy']))
+    return pd.DataFrame(rows)
+
+def table(fu:pd.DataFrame):
+    "Print the medians over seeds and the paired differences"
+    pd.set_option('display.width', 250)
+    med = fu.groupby(['comp', 'method'])[['mean_roc_auc', 'worst_subclass_recall', 'worst_group_recall', 'accuracy']].median()
+    order = [m for m in SHOWN if m in set(fu.method)]
+    med = med.reindex([(c, m) for c in COMPOSITIONS for m in order]).dropna(how='all')
+    print("f_u (stand-in setting), median over seeds", ', '.join(map(str, SEEDS)))
+    print(med.round(3).to_string())
+    for metric in ('worst_subclass_recall', 'mean_roc_auc', 'worst_group_recall'):
+        wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
+        rows = {}
+        for m in ('subclass_balanced', 'subclass_weighted', 'subclass_dro', 'class_dro', 'random_balanced', 'oracle_balanced'):
+            for base in ('subclass_closest', 'random'):
+                if m in wide and base in wide: rows[f'{m} - {base}'] = (wide[m] - wide[base]).groupby('comp').median()
+        print(f"\nPaired difference (per seed, then median over seeds), {metric}")
+        print(pd.DataFrame(rows).T.round(3).to_string())
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--table', action='store_true', help="print the table from the cached runs only")
+    p.add_argument('--methods', nargs='*', default=list(NEW), help="the per-epoch methods to train")
+    a = p.parse_args(argv)
+    if not a.table:
+        for m in a.methods:
+            if m not in NEW: raise SystemExit(f"unknown method {m!r}; the per-epoch methods are {NEW}")
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            for m in a.methods:
+                for c in COMPOSITIONS:
+                    for s in SEEDS: train_epochwise(c, m, s)
+    table(cached_rows())
+
+if __name__ == '__main__': main()
