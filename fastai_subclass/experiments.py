@@ -18,14 +18,16 @@ from .select import (subset_dataloaders, subclass_undersample, train_labels, ite
                                     class_targets)
 from .features import atomic_write
 from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
+from .balanced import GroupDRO
 from .train import paper_recipe, item_dataloaders, learner_like, fit_recipe
 
 # %% auto #0
-__all__ = ['METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample', 'score_columns',
-           'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun', 'runs_table',
-           'ExperimentResults', 'run_experiment']
+__all__ = ['PER_EPOCH_METHODS', 'METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample',
+           'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun',
+           'runs_table', 'ExperimentResults', 'run_experiment']
 
 # %% ../nbs/07_experiments.ipynb #5f588980
+PER_EPOCH_METHODS = ('subclass_balanced', 'subclass_weighted', 'subclass_dro')
 METHODS = ('baseline', 'random', 'oversample', 'weighted_loss', 'subclass_closest', 'subclass_farthest', 'subclass_random')
 
 # %% ../nbs/07_experiments.ipynb #c69ac38a
@@ -34,9 +36,10 @@ def parse_method(name:str) -> dict:
     if name in ('baseline', 'random', 'weighted_loss'): return dict(kind=name)
     m = re.fullmatch(r'oversample(?:_x(\d+))?', str(name))
     if m: return dict(kind='oversample', factor=int(m[1]) if m[1] else 2)
+    if name in PER_EPOCH_METHODS: return dict(kind='per_epoch', draw=name[len('subclass_'):])
     if str(name).startswith('subclass_') and name[len('subclass_'):] in STRATEGIES:
         return dict(kind='subclass', strategy=name[len('subclass_'):])
-    raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}, and 'oversample_x<factor>' for another "
+    raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}, {list(PER_EPOCH_METHODS)}, subclass_<strategy> for every strategy of {list(STRATEGIES)}, and 'oversample_x<factor>' for another "
                      "oversampling factor (e.g. 'oversample_x6')")
 
 # %% ../nbs/07_experiments.ipynb #74205dbf
@@ -238,7 +241,7 @@ class ExperimentResults:
 # %% ../nbs/07_experiments.ipynb #1131d2e2
 def _resolve_targets(labels, n, kinds) -> dict:
     "{class: n} to undersample, where a method needs it"
-    if not kinds & {'random', 'subclass'}: return {}
+    if not kinds & {'random', 'subclass', 'per_epoch'}: return {}
     if n is None: raise ValueError("the methods random and subclass_* undersample to n items per class: pass n (an int, or {class: n})")
     return class_targets(class_counts(labels), n)
 
@@ -276,9 +279,9 @@ class _Experiment:
         "Everything that decides a run's result"
         kind = run.spec['kind']
         cfg = dict(method=run.method, seed=run.seed, draw=run.draw, recipe=self.recipe, data=self.data_hash)
-        if kind in ('random', 'subclass'): cfg['targets'] = self.targets
+        if kind in ('random', 'subclass', 'per_epoch'): cfg['targets'] = self.targets
         if kind == 'oversample': cfg.update(minority=self.minority, factor=run.spec['factor'])
-        if kind == 'subclass': cfg['select'] = {k: (list(v) if isinstance(v, range) else v) for k, v in self.select_kwargs.items()}
+        if kind in ('subclass', 'per_epoch'): cfg['select'] = {k: (list(v) if isinstance(v, range) else v) for k, v in self.select_kwargs.items()}
         return cfg
 
     def record_path(self, run): return self.out_dir/'runs'/f'{run.name}.json'
@@ -302,13 +305,14 @@ class _Experiment:
         if kind == 'oversample': return oversample(self.labels, self.minority, run.spec['factor'])
         raise ValueError(f"{run.method} needs f0")
 
-    def learner(self, positions, start, loss_func=None):
-        return learner_like(subset_dataloaders(self.dls, positions), self.recipe, start, loss_func)
+    def learner(self, positions, start, loss_func=None, dls=None):
+        return learner_like(dls or subset_dataloaders(self.dls, positions), self.recipe, start, loss_func)
 
-    def train(self, run, positions, start, steps, loss_func=None):
-        "A fresh learner from `start` trained on `positions`, and the facts of its training"
+    def train(self, run, positions, start, steps, loss_func=None, dls=None, cbs=None):
+        "A fresh learner from `start` trained on `positions` (or on the loaders `dls`, with callbacks `cbs`), and the facts of its training"
         set_seed(run.seed, reproducible=True)  # the same shuffling and augmentation draws for every method of a seed
-        learn = self.learner(positions, start, loss_func)
+        learn = self.learner(positions, start, loss_func, dls)
+        if cbs: learn.add_cbs(cbs)
         t = time.time()
         facts = fit_recipe(learn, self.recipe, steps if self.recipe['equal_steps'] else None)
         return learn, {**facts, 'train_s': round(time.time() - t, 1)}
@@ -333,6 +337,16 @@ class _Experiment:
                   f"{facts['train_s']:.0f}s; {sc}", flush=True)
         return rec
 
+# %% ../nbs/07_experiments.ipynb #e6b4568d
+def _per_epoch_run(ex:_Experiment, run:ExperimentRun, sel, start, start_hash, target_steps) -> dict:
+    "Train and record a per-epoch method: a fresh draw of the undersampled classes every epoch from the subclasses of `sel`"
+    draw = run.spec['draw']
+    dls = sel.weighted_dataloaders(ex.dls) if draw == 'weighted' else sel.balanced_dataloaders(ex.dls)
+    learn, facts = ex.train(run, None, start, target_steps, dls=dls, cbs=[GroupDRO()] if draw == 'dro' else None)
+    # every training item is drawn over the epochs: the record lists them all, and how many an epoch sees
+    return ex.record(run, np.arange(len(ex.labels)), facts, start_hash, target_steps, score_learner(learn), sel,
+                     epoch_items=int(dls.train.epoch_size))
+
 # %% ../nbs/07_experiments.ipynb #3bf8ad00
 def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     "Train and score the runs `todo` of one seed; records go into `done`"
@@ -342,7 +356,7 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     start_hash = weights_hash(start)
     base_batches = len(subset_dataloaders(ex.dls, everything).train)
     target_steps = (ex.recipe['freeze_epochs'] + ex.recipe['epochs']) * base_batches
-    needs_f0 = [r for r in todo if r.spec['kind'] in ('baseline', 'subclass')]
+    needs_f0 = [r for r in todo if r.spec['kind'] in ('baseline', 'subclass', 'per_epoch')]
     if needs_f0:
         fn, base = ex.f0_path(seed), ExperimentRun('baseline', seed)
         if fn.exists() and not redo:
@@ -354,19 +368,21 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
             _save_weights(f0.model.state_dict(), fn)
         for r in needs_f0:
             if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
-        sub = [r for r in needs_f0 if r.spec['kind'] == 'subclass']
+        sub = [r for r in needs_f0 if r.spec['kind'] in ('subclass', 'per_epoch')]
         if sub:
             kw = {'pct': 80, **ex.select_kwargs}
             # subclass_undersample restores torch's thread count, which UMAP's numba resets
-            sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec['strategy'], seed=seed, progress=False, **kw)
+            sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec.get('strategy', 'closest'), seed=seed, progress=False, **kw)
             for r in sub:
-                sel = sel0.reselect(r.spec['strategy'], kw['pct'], seed)
-                pos = sel.positions(ex.dls)[sel.keep]  # `keep` counts among the selection's keys: the items' places in ex.dls
-                learn, facts = ex.train(r, pos, start, target_steps)
-                done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), sel)
+                if r.spec['kind'] == 'per_epoch': done[r.name] = _per_epoch_run(ex, r, sel0, start, start_hash, target_steps)
+                else:
+                    sel = sel0.reselect(r.spec['strategy'], kw['pct'], seed)
+                    pos = sel.positions(ex.dls)[sel.keep]  # `keep` counts among the selection's keys: the items' places in ex.dls
+                    learn, facts = ex.train(r, pos, start, target_steps)
+                    done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), sel)
     for r in todo:
         kind = r.spec['kind']
-        if kind in ('baseline', 'subclass'): continue
+        if kind in ('baseline', 'subclass', 'per_epoch'): continue
         pos, extra = ex.positions(r), {}
         loss = weighted_cross_entropy(class_counts(ex.labels, pos), ex.vocab) if kind == 'weighted_loss' else None
         if loss is not None: extra['class_weights'] = dict(zip(ex.vocab, loss.func.weight.tolist()))

@@ -142,3 +142,17 @@ def test_f0_is_saved_whole_and_a_broken_one_is_named(experiment, items, monkeypa
             run_experiment(items, ['subclass_farthest'], seeds=(0,), n={'vehicle': 60}, out_dir=out, recipe=TINY,
                            select_kwargs=FAST_SELECT, verbose=False)  # a method not run yet: it needs f0
     finally: fn.write_bytes(good)
+
+def test_per_epoch_methods_draw_every_epoch(items, tmp_path):
+    "subclass_balanced / subclass_weighted / subclass_dro: trained on loaders that draw n items of the class each epoch, all items recorded"
+    res = run_experiment(items, ['subclass_balanced', 'subclass_weighted', 'subclass_dro'], seeds=(0,), n={'vehicle': 60}, out_dir=tmp_path,
+                         recipe=TINY, select_kwargs=FAST_SELECT, verbose=False)
+    runs = res.runs.set_index('method')
+    assert list(runs.index) == ['subclass_balanced', 'subclass_weighted', 'subclass_dro']
+    for m in runs.index:
+        rec = json.loads((tmp_path/'runs'/f'{m}-seed0.json').read_text())
+        assert rec['epoch_items'] == 180 and rec['n_train'] == 360  # 60 vehicles + 60 cats + 60 frogs an epoch, of all 360
+        assert rec['config']['targets'] == {'vehicle': 60}
+        assert np.isfinite(rec['scores']['mean_roc_auc'])
+    # the same starting weights and steps as every method of the seed
+    assert len({json.loads(f.read_text())['start_hash'] for f in (tmp_path/'runs').glob('*.json')}) == 1
