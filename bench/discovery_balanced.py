@@ -12,9 +12,11 @@ bench/discovery_fu.py:
 - `oracle_balanced`: the balanced draw over the TRUE subclasses (an upper bound);
 - `subclass_dro`: `subclass_balanced` trained with `GroupDRO` (the clusters and the minority classes as groups);
 - controls without subclasses: `random_balanced` (each epoch a fresh random 150 of the majority class) and `class_dro`
-  (that, trained with `GroupDRO` over the classes only).
+  (that, trained with `GroupDRO` over the classes only); `oracle_dro`: `oracle_balanced` with `GroupDRO` over the true
+  subclasses and the minority classes.
 Each run's scores go to `bench/out/discovery/<comp>/fu-<method>-seed<s>.json`; the other methods' scores are read from
-the cached runs of bench/discovery.py.
+the cached runs of bench/discovery.py. The per-seed table goes to nbs/discovery/fu_balanced.csv (shown in
+nbs/02b_balanced.ipynb).
 """
 import argparse, json, os, sys, time, warnings
 from pathlib import Path
@@ -24,10 +26,12 @@ from discovery_common import *
 from discovery_f0 import make_f0, SEEDS
 from discovery_fu import fu_path
 
-NEW = ('subclass_balanced', 'subclass_weighted', 'oracle_balanced', 'subclass_dro', 'random_balanced', 'class_dro')
+DOCS = ROOT/'nbs'/'discovery'
+
+NEW = ('subclass_balanced', 'subclass_weighted', 'oracle_balanced', 'subclass_dro', 'random_balanced', 'class_dro', 'oracle_dro')
 SHOWN = ('random', 'random_balanced', 'class_dro', 'subclass_closest', 'subclass_cover', 'subclass_balanced', 'subclass_weighted',
-         'subclass_dro', 'oracle', 'oracle_balanced')
-DRO = ('subclass_dro', 'class_dro')
+         'subclass_dro', 'oracle', 'oracle_balanced', 'oracle_dro')
+DRO = ('subclass_dro', 'class_dro', 'oracle_dro')
 DRO_ETA = 0.01
 
 def selection(comp:str, seed:int, dls, groups:str='clusters'):
@@ -97,7 +101,7 @@ def table(fu:pd.DataFrame):
     for metric in ('worst_subclass_recall', 'mean_roc_auc', 'worst_group_recall'):
         wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
         rows = {}
-        for m in ('subclass_balanced', 'subclass_weighted', 'subclass_dro', 'class_dro', 'random_balanced', 'oracle_balanced'):
+        for m in ('subclass_balanced', 'subclass_weighted', 'subclass_dro', 'class_dro', 'random_balanced', 'oracle_balanced', 'oracle_dro'):
             for base in ('subclass_closest', 'random'):
                 if m in wide and base in wide: rows[f'{m} - {base}'] = (wide[m] - wide[base]).groupby('comp').median()
         print(f"\nPaired difference (per seed, then median over seeds), {metric}")
@@ -116,6 +120,10 @@ def main(argv=None):
             for m in a.methods:
                 for c in COMPOSITIONS:
                     for s in SEEDS: train_epochwise(c, m, s)
-    table(cached_rows())
+    fu = cached_rows()
+    table(fu)
+    # per-seed rows for nbs/02b_balanced.ipynb (the bench's own output dir is not in the repository)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    fu.to_csv(DOCS/'fu_balanced.csv', index=False)
 
 if __name__ == '__main__': main()
