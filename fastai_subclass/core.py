@@ -18,8 +18,8 @@ __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 
            'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Projection',
            'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'fit_projection',
            'reduce_dims', 'kmeans_fits', 'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses',
-           'loo_labels', 'assignment_agreement', 'cluster_strength', 'cluster_quotas', 'outlier_mask', 'spread_picks',
-           'copy_ranks', 'select_samples']
+           'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength', 'cluster_quotas',
+           'outlier_mask', 'spread_picks', 'copy_ranks', 'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -393,6 +393,19 @@ def loo_labels(subclasses:Subclasses, n_neighbors:int=15) -> np.ndarray:
 def assignment_agreement(subclasses:Subclasses, n_neighbors:int=15) -> float:
     "Share of the training items whose leave-one-out vote (`loo_labels`) is their own cluster: how well `assign_subclasses` follows the clusters"
     return float((loo_labels(subclasses, n_neighbors) == subclasses.labels).mean())
+
+# %% ../nbs/00_core.ipynb #3c363057
+def restore_projection(subclasses:Subclasses, feats, n_pca:int=50, seed=42) -> Subclasses:
+    "`subclasses` with `reduced` and `projection` fitted again on their class's `feats`, as `find_subclasses(feats, n_pca=n_pca, seed=seed)` fitted them (e.g. after reading back from a CSV)"
+    x = check_features(feats)
+    if len(x) != len(subclasses.labels):
+        raise ValueError(f"feats has {len(x)} rows but the subclasses hold {len(subclasses.labels)} items: pass the features of the same items, in the same order")
+    if (x.max(0) == x.min(0)).all(): return subclasses  # identical rows: one cluster, nothing was fitted
+    # as find_subclasses: the standardization and PCA are fitted on the distinct rows, each copy placed at its row
+    rows, inverse, _ = distinct_rows(x)
+    xp, subclasses.projection = fit_projection(rows, n_pca, seed)
+    subclasses.reduced = xp[inverse]
+    return subclasses
 
 # %% ../nbs/00_core.ipynb #64567135
 #: Clusters are weak below this stability (mean adjusted Rand index to reruns with other seeds) ...
