@@ -190,15 +190,26 @@ def outliers(self:SubclassSelection,
 # %% ../nbs/02a_evaluate.ipynb #84946ea3
 @patch
 @delegates(show_cluster_grid, but=['items', 'labels', 'kept', 'n_per_cluster', 'kept_color'])
-def show_outliers(self:SubclassSelection, cls=None, max_n:int=8, outliers:pd.DataFrame=None, root=None, **kwargs) -> mfig.Figure:
+def show_outliers(self:SubclassSelection,
+                  cls=None, # the class (default: the first undersampled one)
+                  max_n:int=8, # thumbnails per subclass at most
+                  outliers:pd.DataFrame=None, # the list to show (default: `self.outliers()`)
+                  root=None, # the folder the keys are files under (default: the selection's `path`)
+                  images=None, # instead: the images of all the class's items, in the order of its items (as the report's `class_images` gives them)
+                  **kwargs) -> mfig.Figure:
     "Thumbnails of the suspected label noise of `cls` (`outliers`), one row per subclass, at most `max_n` each; those f0 gets wrong framed in red and first"
     cs = _class(self, cls)
     df = self.outliers() if outliers is None else outliers
     df = df[df['class'] == cs.name]
     if not len(df): raise ValueError(f"no suspected label noise is listed for class {cs.name!r}")
-    root = Path(root if root is not None else (self.path or '.'))
+    if images is None:
+        root = Path(root if root is not None else (self.path or '.'))
+        imgs = [root/k for k in df['item']]
+    else:
+        at = {self.keys[i]: j for j, i in enumerate(cs.idx)}
+        imgs = [images[at[k]] for k in df['item']]
     wrong = df['reason'].str.contains('f0 wrong').to_numpy()
-    fig = show_cluster_grid([root/k for k in df['item']], df['subclass'].to_numpy(np.int64), np.flatnonzero(wrong), n_per_cluster=max_n,
+    fig = show_cluster_grid(imgs, df['subclass'].to_numpy(np.int64), np.flatnonzero(wrong), n_per_cluster=max_n,
                             kept_color='tab:red', **{'title': f"{cs.name}: suspected label noise per subclass, f0 wrong framed", **kwargs})
     # the row labels: suspects and f0-wrong ones of each subclass (the grid's own label counts 'kept' items)
     rows = fig.axes[::max_n]
