@@ -267,14 +267,24 @@ _EXTRACT_KW = [k for k, p in inspect.signature(extract_features).parameters.item
 
 # %% ../nbs/02_select.ipynb #ac7765f5
 def class_losses(learn, items) -> tuple:
-    "`(loss, prob)`: `learn`'s loss on each of `items` and its probability of the item's own class (one pass, validation transforms)"
+    "`(loss, prob)`: `learn`'s loss on each of `items` and its probability (softmax) of the item's own class, in one forward pass without augmentation"
+    # a plain pass, as `extract_features` makes, not `get_preds`: this also runs inside a callback at the end of a fit
+    # (`SubclassUndersampling`), where a nested get_preds would run the learner's callbacks in the middle of theirs
     dl = learn.dls.test_dl(items, with_labels=True)
-    metrics, learn.metrics = learn.metrics, []  # the learner's metrics are not needed, and may be undefined on these items
+    model, was_training = learn.model, learn.model.training
+    device = next(model.parameters()).device
+    losses, probs = [], []
     try:
-        with learn.no_bar(): probs, targs, loss = learn.get_preds(dl=dl, with_loss=True)
-    finally: learn.metrics = metrics
-    prob = probs[torch.arange(len(targs)), targs.long()]
-    return loss.float().numpy(), prob.float().numpy()
+        model.eval()
+        with torch.no_grad(), learn.loss_not_reduced():
+            for b in dl:
+                xb, yb = [o.to(device) for o in b[:dl.n_inp]], [o.to(device) for o in b[dl.n_inp:]]
+                # plain tensors: fastai's typed ones (TensorImage, TensorCategory) refuse to be mixed in one operation
+                out, yb = model(*xb).as_subclass(torch.Tensor), [o.as_subclass(torch.Tensor) for o in yb]
+                losses.append(learn.loss_func(out, *yb).float().flatten().cpu())
+                probs.append(torch.softmax(out.float(), -1)[torch.arange(len(out)), yb[0].long()].cpu())
+    finally: model.train(was_training)
+    return torch.cat(losses).numpy(), torch.cat(probs).numpy()
 
 # %% ../nbs/02_select.ipynb #3a118892
 def _layer_features(learn, items, layer, n_ref:int, seed, progress, **ext_kw) -> dict:
