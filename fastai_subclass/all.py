@@ -10,6 +10,7 @@ from .core import *
 from .sampler import *
 from .features import *
 from .select import *
+from .evaluate import *
 from .balanced import *
 from .show import *
 from .metrics import *
@@ -20,7 +21,7 @@ from .distributed import *
 from .report import *
 from .pipeline import *
 from .experiments import *
-from . import core, sampler, features, select, balanced, show, metrics, datasets, presize, train, distributed, report, pipeline, experiments
+from . import core, sampler, features, select, evaluate, balanced, show, metrics, datasets, presize, train, distributed, report, pipeline, experiments
 
 # nbdev writes an empty `__all__` for a module that only imports; this one re-exports every module's public names
-__all__ = [n for m in (core, sampler, features, select, balanced, show, metrics, datasets, presize, train, distributed, report, pipeline, experiments) for n in m.__all__]
+__all__ = [n for m in (core, sampler, features, select, evaluate, balanced, show, metrics, datasets, presize, train, distributed, report, pipeline, experiments) for n in m.__all__]

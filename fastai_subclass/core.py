@@ -15,10 +15,11 @@ from threadpoolctl import threadpool_limits
 
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
-           'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Subclasses',
-           'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'reduce_dims', 'kmeans_fits',
-           'distinct_rows', 'find_subclasses', 'cluster_strength', 'cluster_quotas', 'spread_picks', 'copy_ranks',
-           'select_samples']
+           'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Projection',
+           'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'fit_projection',
+           'reduce_dims', 'kmeans_fits', 'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses',
+           'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength', 'cluster_quotas',
+           'outlier_mask', 'spread_picks', 'copy_ranks', 'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -41,8 +42,8 @@ def check_features(feats) -> np.ndarray:
     return x
 
 # %% ../nbs/00_core.ipynb #ed60c014
-def standardize(x:np.ndarray, chunk:int=512) -> np.ndarray:
-    "Columns of `x` scaled to zero mean and unit variance, as a new float32 array; zero-spread columns become 0"
+def standardize(x:np.ndarray, chunk:int=512, return_stats:bool=False) -> np.ndarray:
+    "Columns of `x` scaled to zero mean and unit variance, as a new float32 array; zero-spread columns become 0; `(xs, mean, scale)` with `return_stats`"
     mean = x.mean(0, dtype=np.float64)
     # The spread is summed in float64 over row blocks, as `x.std(0, dtype=np.float64)` would give it (to the last
     # float32 bit: UMAP amplifies even such differences), but without its float64 copy of the whole matrix (twice
@@ -57,7 +58,7 @@ def standardize(x:np.ndarray, chunk:int=512) -> np.ndarray:
     std[std < 1e-12] = 1.
     out = np.subtract(x, mean.astype(np.float32), dtype=np.float32)
     out /= std.astype(np.float32)
-    return out
+    return (out, mean.astype(np.float32), std.astype(np.float32)) if return_stats else out
 
 # %% ../nbs/00_core.ipynb #b7f2c8b6
 #: Above this many items the silhouette (quadratic in N) is scored on a seeded random sample of this size.
@@ -101,6 +102,27 @@ def silhouette_scores(x:np.ndarray, labelings:dict, sample_size:int=SILHOUETTE_S
         res[key] = float(sil.mean())
     return res
 
+# %% ../nbs/00_core.ipynb #15c26b1d
+@dataclass
+class Projection:
+    "The standardization and PCA fitted on one class's training features: places new feature rows in the same PCA space"
+    mean: np.ndarray  # d: column means of the training features
+    scale: np.ndarray  # d: their standard deviations (1 for a constant column)
+    pca_mean: np.ndarray  # d: the mean PCA removed (about 0 after standardizing)
+    components: np.ndarray  # n_pca x d: the PCA axes
+
+    def __call__(self, feats) -> np.ndarray:
+        "`feats` (N x d, the same layer as the training features) in the PCA space: N x n_pca float32"
+        x = check_features(feats)
+        if x.shape[1] != len(self.mean):
+            raise ValueError(f"feats has {x.shape[1]} columns but the projection was fitted on {len(self.mean)}: pass "
+                             "features of the same layer (and the same random projection settings) as the training items")
+        xs = np.subtract(x, self.mean, dtype=np.float32)
+        xs /= self.scale
+        xs -= self.pca_mean
+        # one BLAS thread, as for the fit: the result does not depend on the machine's core count
+        with threadpool_limits(1): return (xs @ self.components.T).astype(np.float32, copy=False)
+
 # %% ../nbs/00_core.ipynb #fe342851
 @dataclass
 class Subclasses:
@@ -112,6 +134,7 @@ class Subclasses:
     scores: dict = field(default_factory=dict)
     reduced: np.ndarray|None = None  # N x n_pca: the standardized features after PCA (what `spread` spreads over)
     duplicates: int = 0  # items whose feature row repeats an earlier item's
+    projection: Projection|None = None  # the fitted standardization and PCA: `projection(feats)` is in the space of `reduced`
 
     @property
     def silhouette(self):
@@ -167,8 +190,8 @@ LAYOUT_BUDGET = 4_000_000
 MIN_EPOCHS = 80
 
 # %% ../nbs/00_core.ipynb #c987724b
-def pca_reduce(xs:np.ndarray, n_pca:int=50, seed=42) -> np.ndarray:
-    "PCA of the standardized `xs` to `n_pca` dims (float32); `xs` is overwritten"
+def pca_reduce(xs:np.ndarray, n_pca:int=50, seed=42, return_fit:bool=False) -> np.ndarray:
+    "PCA of the standardized `xs` to `n_pca` dims (float32); `xs` is overwritten; `(xp, pca_mean, components)` with `return_fit`"
     n_pca = min(n_pca, len(xs) - 1, xs.shape[1])
     # Large classes: 4 power iterations of the randomized SVD instead of scikit-learn's 7 for so few components;
     # 40% less time (each is two passes over the matrix), and the 50 axes still hold 99.9% of the variance exact
@@ -178,7 +201,9 @@ def pca_reduce(xs:np.ndarray, n_pca:int=50, seed=42) -> np.ndarray:
     # One BLAS thread: with two, the sums come out in another order (differences of 1e-4 measured), and UMAP turns
     # such differences into another map, so the selection would depend on the machine's thread count.
     with threadpool_limits(1):
-        return PCA(n_pca, copy=False, random_state=seed, iterated_power=power).fit_transform(xs).astype(np.float32, copy=False)
+        pca = PCA(n_pca, copy=False, random_state=seed, iterated_power=power)
+        xp = pca.fit_transform(xs).astype(np.float32, copy=False)
+    return (xp, pca.mean_.astype(np.float32), pca.components_.astype(np.float32)) if return_fit else xp
 
 # %% ../nbs/00_core.ipynb #70e7220c
 def knn_graph(x:np.ndarray, n_neighbors:int=15):
@@ -252,17 +277,23 @@ def umap_embed(xp:np.ndarray, seed=42, knn=None, **umap_kwargs) -> np.ndarray:
         warnings.filterwarnings('ignore', message='.*knn_search_index.*')  # we never `transform` new data
         return _seeded_umap_class()(**kw).fit_transform(xp).astype(np.float32, copy=False)
 
+# %% ../nbs/00_core.ipynb #37834c14
+def fit_projection(x:np.ndarray, n_pca:int=50, seed=42, timer=None) -> tuple:
+    "`(xp, projection)`: standardized `x` reduced by PCA to `n_pca` dims (float32), and the fitted `Projection` that places new rows there"
+    with _step(timer, 'standardize'): xs, mean, scale = standardize(x, return_stats=True)
+    with _step(timer, 'pca'): xp, pca_mean, comps = pca_reduce(xs, n_pca, seed, return_fit=True)
+    return xp, Projection(mean, scale, pca_mean, comps)
+
 # %% ../nbs/00_core.ipynb #a7d794bd
-def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, return_pca:bool=False, **umap_kwargs) -> np.ndarray:
-    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32); `(pca, umap)` with `return_pca`"
-    with _step(timer, 'standardize'): xs = standardize(x)
-    with _step(timer, 'pca'): xp = pca_reduce(xs, n_pca, seed)
-    del xs
+def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, return_pca:bool=False, return_projection:bool=False, **umap_kwargs) -> np.ndarray:
+    "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32); `(pca, umap)` with `return_pca`, and the `Projection` last with `return_projection`"
+    xp, proj = fit_projection(x, n_pca, seed, timer)
     knn = None
     if _use_exact_knn(len(xp), umap_kwargs):
         with _step(timer, 'knn'): knn = knn_graph(xp, min(umap_kwargs.get('n_neighbors', 15), len(xp) - 1))
     with _step(timer, 'umap'): emb = umap_embed(xp, seed, knn, **umap_kwargs)
-    return (xp, emb) if return_pca else emb
+    res = ((xp, emb) if return_pca else (emb,)) + ((proj,) if return_projection else ())
+    return res if len(res) > 1 else res[0]
 
 # %% ../nbs/00_core.ipynb #467b5b57
 def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
@@ -300,11 +331,14 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
                       f"({len(rows)} distinct); clustering the distinct rows, each copy joins its row's cluster")
         if len(rows) == 2:  # two distinct images, each its own subclass; the silhouette is undefined
             emb = np.eye(2, dtype=np.float32)
-            return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, emb[inverse], n - 2)
+            # the PCA space of two rows is the line through them: one axis, that new rows can be placed on
+            xp, proj = fit_projection(rows, n_pca, seed, timer)
+            return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, xp[inverse], n - 2, proj)
         sc = find_subclasses(rows, ks, n_pca, seed, timer, **umap_kwargs)
+        # the projection was fitted on the distinct rows: new rows are placed among them (each copy at its row's place)
         return Subclasses(sc.labels[inverse], sc.k, sc.centers, sc.embedding[inverse], sc.scores,
-                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows))
-    xp, emb = reduce_dims(x, n_pca, seed, timer, return_pca=True, **umap_kwargs)
+                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection)
+    xp, emb, proj = reduce_dims(x, n_pca, seed, timer, return_pca=True, return_projection=True, **umap_kwargs)
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
     if not ks: return _one_cluster(emb, f"only {n_distinct} distinct points among {n} items")
@@ -314,7 +348,64 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
     scores = {k: s for k,s in scores.items() if np.isfinite(s)}
     if not scores: return _one_cluster(emb, "k-means found no two distinct clusters")
     best = max(scores, key=scores.get)
-    return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores, xp)
+    return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores, xp, 0, proj)
+
+# %% ../nbs/00_core.ipynb #476186f6
+def project(subclasses:Subclasses, feats) -> np.ndarray:
+    "`feats` of new items of the class (same layer) in the PCA space of `subclasses`, where `reduced` lies"
+    if subclasses.projection is None or subclasses.reduced is None:
+        raise ValueError("these subclasses hold no fitted standardization and PCA (read back from a CSV, or made by an older "
+                         "version): cluster the class's training features again with find_subclasses, or, for a selection, "
+                         "call `sel.assign(f0)`")
+    return subclasses.projection(feats)
+
+# %% ../nbs/00_core.ipynb #fbb303cb
+def _knn_vote(coords, labels, k:int, query=None, n_neighbors:int=15) -> tuple:
+    "`(labels, mean distance)` by the vote of the `n_neighbors` nearest rows of `coords` to each row of `query` (default: each row of `coords`, left out of its own vote)"
+    from sklearn.neighbors import NearestNeighbors
+    n_nb = min(n_neighbors, len(coords) - (query is None))
+    if n_nb < 1: raise ValueError(f"{len(coords)} training items are too few to vote on a subclass")
+    with threadpool_limits(1):  # brute force is exact; one thread: the same neighbours on every machine
+        nn = NearestNeighbors(n_neighbors=n_nb, algorithm='brute').fit(coords)
+        dist, idx = nn.kneighbors() if query is None else nn.kneighbors(query)
+    nb, rows = np.asarray(labels)[idx], np.arange(len(idx))[:, None]
+    votes = np.zeros((len(nb), k), np.int64)
+    np.add.at(votes, (np.broadcast_to(rows, nb.shape), nb), 1)
+    # a tie goes to the label of the nearest neighbour among the tied: rank of each label's first (nearest) vote
+    first = np.full((len(nb), k), n_nb)
+    for j in range(n_nb - 1, -1, -1): first[rows[:, 0], nb[:, j]] = j
+    return (votes * (n_nb + 1) - first).argmax(1).astype(np.int64), dist.mean(1).astype(np.float32)
+
+# %% ../nbs/00_core.ipynb #07bb6a7c
+def assign_subclasses(subclasses:Subclasses, feats, n_neighbors:int=15) -> tuple:
+    "`(labels, distances)` of new items: the subclass most of their `n_neighbors` nearest training items (in the PCA space) are in, and their mean distance to those"
+    n = len(check_features(feats))
+    if subclasses.k == 1 and subclasses.projection is None:  # one cluster of identical rows: nothing to place them by
+        return np.zeros(n, np.int64), np.full(n, np.nan, np.float32)
+    return _knn_vote(subclasses.reduced, subclasses.labels, subclasses.k, project(subclasses, feats), n_neighbors)
+
+# %% ../nbs/00_core.ipynb #ae029f11
+def loo_labels(subclasses:Subclasses, n_neighbors:int=15) -> np.ndarray:
+    "The subclass `assign_subclasses` gives each training item when voted on by the others (leave-one-out, in the PCA space)"
+    if subclasses.reduced is None: project(subclasses, None)  # the same clear error
+    return _knn_vote(subclasses.reduced, subclasses.labels, subclasses.k, None, n_neighbors)[0]
+
+def assignment_agreement(subclasses:Subclasses, n_neighbors:int=15) -> float:
+    "Share of the training items whose leave-one-out vote (`loo_labels`) is their own cluster: how well `assign_subclasses` follows the clusters"
+    return float((loo_labels(subclasses, n_neighbors) == subclasses.labels).mean())
+
+# %% ../nbs/00_core.ipynb #3c363057
+def restore_projection(subclasses:Subclasses, feats, n_pca:int=50, seed=42) -> Subclasses:
+    "`subclasses` with `reduced` and `projection` fitted again on their class's `feats`, as `find_subclasses(feats, n_pca=n_pca, seed=seed)` fitted them (e.g. after reading back from a CSV)"
+    x = check_features(feats)
+    if len(x) != len(subclasses.labels):
+        raise ValueError(f"feats has {len(x)} rows but the subclasses hold {len(subclasses.labels)} items: pass the features of the same items, in the same order")
+    if (x.max(0) == x.min(0)).all(): return subclasses  # identical rows: one cluster, nothing was fitted
+    # as find_subclasses: the standardization and PCA are fitted on the distinct rows, each copy placed at its row
+    rows, inverse, _ = distinct_rows(x)
+    xp, subclasses.projection = fit_projection(rows, n_pca, seed)
+    subclasses.reduced = xp[inverse]
+    return subclasses
 
 # %% ../nbs/00_core.ipynb #64567135
 #: Clusters are weak below this stability (mean adjusted Rand index to reruns with other seeds) ...
@@ -378,6 +469,17 @@ STRATEGIES = ('closest', 'farthest', 'random', 'spread', 'cover')
 def _inner(dist, pct):
     "Mask of the items within the `pct`-th percentile of `dist` (the cluster without its outliers)"
     return dist <= np.percentile(dist, pct)
+
+# %% ../nbs/00_core.ipynb #3287dedd
+def outlier_mask(subclasses:Subclasses, pct:float=80) -> np.ndarray:
+    "Mask of the items beyond the `pct`-th percentile of distance to their cluster's centre in the 2-D map: those strategy 'farthest' skips"
+    if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
+    dist, labels = subclasses.distances(), np.asarray(subclasses.labels)
+    out = np.zeros(len(labels), bool)
+    for c in range(subclasses.k):
+        m = np.flatnonzero(labels == c)
+        if len(m): out[m] = ~_inner(dist[m], pct)
+    return out
 
 # %% ../nbs/00_core.ipynb #09a2aeb7
 def spread_picks(coords:np.ndarray, q:int) -> np.ndarray:

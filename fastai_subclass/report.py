@@ -10,6 +10,7 @@ import numpy as np, pandas as pd
 from .select import SubclassSelection, take_items, weak_message
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, save_fig
 from .metrics import score_learner
+from .evaluate import plot_subclass_scores
 
 # %% auto #0
 __all__ = ['evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures', 'report_summary',
@@ -57,8 +58,9 @@ def class_stems(selection:SubclassSelection) -> dict:
     return stems
 
 # %% ../nbs/08_report.ipynb #7fd96414
-def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dpi:int=100, dls=None) -> dict:
-    "Save the report's PNGs in `out_dir`: {'counts': file, class: {'map', 'silhouettes', 'grid', 'dropped': file}} (names relative to `out_dir`)"
+def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dpi:int=100, dls=None, evaluations:dict=None,
+                   outliers:pd.DataFrame=None) -> dict:
+    "Save the report's PNGs in `out_dir`: {'counts': file, class: {'map', 'silhouettes', 'grid', 'dropped', 'scores', 'outliers': file}} (names relative to `out_dir`)"
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     res = {'counts': save_fig(selection.plot_counts(), out_dir/'class_counts.png', dpi).name}
     for c, stem in class_stems(selection).items():
@@ -76,6 +78,10 @@ def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dp
         out_ = np.setdiff1d(np.arange(len(cs.idx)), cs.kept)
         if len(out_): figs['dropped'] = show_cluster_grid([imgs[i] for i in out_], cs.labels[out_], n_per_cluster=n_per_cluster,
                                                           seed=seed, title=f"{c}: images left out, per subclass")
+        if evaluations and any(c in set(df['class']) for df in evaluations.values()):
+            figs['scores'] = plot_subclass_scores({m: df for m, df in evaluations.items() if c in set(df['class'])}, cls=c)
+        if outliers is not None and (outliers['class'] == c).any():
+            figs['outliers'] = selection.show_outliers(c, max_n=n_per_cluster, outliers=outliers, images=imgs)
         res[c] = {k: save_fig(f, out_dir/f"{k}_{stem}.png", dpi).name for k, f in figs.items()}
     return res
 
@@ -99,8 +105,14 @@ def _truth_table(selection:SubclassSelection, cls, truth, dls=None) -> dict:
     return {g: dict(items=int((groups == g).sum()), kept=int(kept[groups == g].sum()),
                     clusters=np.bincount(cs.labels[groups == g], minlength=cs.k).tolist()) for g in sorted(set(groups))}
 
+# %% ../nbs/08_report.ipynb #1862cff4
+def _class_scores(df:pd.DataFrame, cls) -> pd.DataFrame:
+    "The rows of class `cls` of an `evaluate` table, without the class column"
+    return df[df['class'] == cls].drop(columns='class').reset_index(drop=True)
+
 # %% ../nbs/08_report.ipynb #60e4637f
-def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict=None, notes=None, truth=None, dls=None) -> dict:
+def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict=None, notes=None, truth=None, dls=None,
+                   evaluations:dict=None, outliers:pd.DataFrame=None) -> dict:
     "The numbers of the report as plain (JSON-able) data: settings, class counts, per class layer/k/silhouettes/clusters, metrics"
     counts = selection.counts()
     classes = {c: dict(layer=cs.layer, k=cs.k, silhouette=cs.subclasses.silhouette if cs.subclasses is not None else None,
@@ -109,6 +121,9 @@ def report_summary(selection:SubclassSelection, metrics:dict=None, settings:dict
                for c, cs in selection.classes.items()}
     if truth is not None:
         for c in classes: classes[c]['truth'] = _truth_table(selection, c, truth, dls)
+    for c in classes:
+        if evaluations: classes[c]['subclass_scores'] = {m: _class_scores(df, c).to_dict('records') for m, df in evaluations.items()}
+        if outliers is not None: classes[c]['outliers'] = outliers[outliers['class'] == c]['reason'].value_counts().to_dict()
     return _json_value(dict(strategy=selection.strategy, seed=selection.seed, pct=selection.pct, settings=settings or {},
                             counts={c: dict(before=int(r.before), after=int(r.after)) for c, r in counts.iterrows()},
                             classes=classes, metrics=metrics or {}, notes=list(notes or [])))
@@ -152,7 +167,37 @@ def _metrics_table(metrics:dict) -> str:
     return _table('metrics', ['metric'] + models, rows, 'Scores on the validation set')
 
 # %% ../nbs/08_report.ipynb #8ef8dfff
-def _class_section(cs, stem:str, figs:dict, truth:dict=None) -> str:
+def _scores_html(cs, stem:str, evaluations:dict) -> list:
+    "The table of recall and loss per subclass (or known group) of every model, and the worst of each named"
+    tabs = {m: _class_scores(df, cs.name) for m, df in evaluations.items()}
+    tabs = {m: t for m, t in tabs.items() if len(t)}
+    if not tabs: return []
+    by = 'subclass' if 'subclass' in next(iter(tabs.values())) else 'true_group'
+    groups = list(dict.fromkeys(g for t in tabs.values() for g in t[by]))
+    ix = {m: t.set_index(by) for m, t in tabs.items()}
+    first = next(iter(ix.values()))
+    rows = [[html.escape(str(g)), str(int(first['items'].get(g, 0)))] +
+            [(('chosen', _fmt(t['recall'].get(g))) if bool(t['worst'].get(g, False)) else _fmt(t['recall'].get(g))) for t in ix.values()] +
+            [_fmt(t['loss'].get(g)) for t in ix.values()] for g in groups]
+    head = [by.replace('_', ' '), 'items'] + [f'recall {m}' for m in ix] + [f'loss {m}' for m in ix]
+    worst = '; '.join(f"{html.escape(str(m))}: <b>{html.escape(str(t.index[t['worst']][0]))}</b> (recall {_fmt(t['recall'][t['worst']].iloc[0])})"
+                      for m, t in ix.items() if t['worst'].any())
+    return [f"<p>Validation items placed in the subclasses through f0's features. Worst {by.replace('_', ' ')} by recall: {worst}.</p>",
+            _table(f'subclass-scores-{stem}', head, rows, f'Recall and mean loss per {by.replace("_", " ")} on the validation items (worst marked)')]
+
+def _outliers_html(cs, stem:str, outliers:pd.DataFrame, max_rows:int=30) -> list:
+    "The list of suspected label noise of class `cs` (the first `max_rows`; all of them in outliers.csv)"
+    df = outliers[outliers['class'] == cs.name]
+    if not len(df): return [f"<p>No suspected label noise listed.</p>"]
+    counts = ', '.join(f"{n} {html.escape(str(r))}" for r, n in df['reason'].value_counts().items())
+    rows = [[html.escape(str(r.item)), str(r.subclass), html.escape(str(r.reason)), _fmt(r.f0_prob), _fmt(r.distance), 'yes' if r.kept else 'no']
+            for r in df.head(max_rows).itertuples()]
+    return [f"<h3>Suspected label noise</h3><p>{len(df)} items listed ({counts}), none dropped; "
+            f"{'the first ' + str(max_rows) + ' below, ' if len(df) > max_rows else ''}all in <code>outliers.csv</code>.</p>",
+            _table(f'outliers-{stem}', ['item', 'subclass', 'reason', 'f0 probability of its class', 'distance', 'kept'], rows,
+                   "far: beyond the distance percentile strategy 'farthest' skips; f0 wrong: f0 gives the item's class a low probability")]
+
+def _class_section(cs, stem:str, figs:dict, truth:dict=None, evaluations:dict=None, outliers:pd.DataFrame=None) -> str:
     "The section of one undersampled class `cs` (a `ClassSelection`): its numbers, silhouettes, clusters and figures"
     sil = cs.subclasses.silhouette if cs.subclasses is not None else None
     parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(cs.name))}</code></h2>',
@@ -172,15 +217,19 @@ def _class_section(cs, stem:str, figs:dict, truth:dict=None) -> str:
         rows = [[html.escape(g), *map(str, v['clusters']), str(v['items']), str(v['kept'])] for g, v in truth.items()]
         parts.append(_table(f'truth-{stem}', ['known group'] + [f'in {i}' for i in range(cs.k)] + ['items', 'kept'], rows,
                             'Known groups of the items: in which subclass they fell, and how many were kept'))
-    parts.append('<div class="figs">' + ''.join(_img(figs[k], f"{k} of {cs.name}") for k in ('map', 'silhouettes') if k in figs) + '</div>')
+    if evaluations: parts += _scores_html(cs, stem, evaluations)
+    parts.append('<div class="figs">' + ''.join(_img(figs[k], f"{k} of {cs.name}") for k in ('map', 'silhouettes', 'scores') if k in figs) + '</div>')
     parts.append(_img(figs['grid'], f"thumbnails of the subclasses of {cs.name}"))
     if 'dropped' in figs: parts.append(_img(figs['dropped'], f"thumbnails of the items of {cs.name} left out"))
+    if outliers is not None:
+        parts += _outliers_html(cs, stem, outliers)
+        if 'outliers' in figs: parts.append(_img(figs['outliers'], f"thumbnails of the suspected label noise of {cs.name}"))
     parts.append('</section>')
     return '\n'.join(parts)
 
 # %% ../nbs/08_report.ipynb #287cc841
 def report_html(selection:SubclassSelection, figures:dict, metrics:dict=None, settings:dict=None, notes=None, truth=None,
-                dls=None, files=(), title:str='Subclass undersampling report') -> str:
+                dls=None, files=(), title:str='Subclass undersampling report', evaluations:dict=None, outliers:pd.DataFrame=None) -> str:
     "The report's `index.html` of `selection`: settings, class counts, scores, then a section per undersampled class with its tables and `figures`"
     parts = [f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
              f'<style>{_CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>']
@@ -198,7 +247,7 @@ def report_html(selection:SubclassSelection, figures:dict, metrics:dict=None, se
             for c, cs in selection.classes.items()]
     parts += ['<h2>Undersampled classes</h2>', _table('classes', ['class', 'layer', 'k', 'silhouette', 'stability', 'weak', 'items', 'kept'], rows,
                                                       'Weak: clusters no more stable across seeds, or no better separated, than chance would give')]
-    parts += [_class_section(cs, stems[c], figures[c], _truth_table(selection, c, truth, dls) if truth else None)
+    parts += [_class_section(cs, stems[c], figures[c], _truth_table(selection, c, truth, dls) if truth else None, evaluations, outliers)
               for c, cs in selection.classes.items()]
     settings = dict(settings or {}, strategy=selection.strategy, seed=selection.seed, pct=selection.pct)
     parts += ['<section><h2>Settings</h2>', _table('settings', ['setting', 'value'], [[html.escape(str(k)), _fmt(v)] for k, v in settings.items()]),
@@ -262,6 +311,8 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
                  dls=None, # loaders over the training items, for images the keys don't name as files (DataFrame rows, moved data)
                  overwrite:bool=False, # replace a report already in `out_dir`
                  keep=(), # names of entries of `out_dir` to keep in the new folder (e.g. a feature cache), not counted as a report
+                 evaluations:dict=None, # {model: `sel.evaluate(model)`}, e.g. {'f0': ..., 'f_u': ...}: recall per subclass, side by side
+                 outliers:pd.DataFrame=None, # `sel.outliers()`: suspected label noise, listed with thumbnails and in outliers.csv
                 ) -> Path:
     "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`; returns the index.html path"
     out_dir = Path(out_dir)
@@ -270,7 +321,7 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))
     try:
-        figures = report_figures(selection, tmp, n_per_cluster, dpi, dls)
+        figures = report_figures(selection, tmp, n_per_cluster, dpi, dls, evaluations, outliers)
         selection.to_csv(tmp/'selection.csv')
         _kept_items_table(selection, dls).to_csv(tmp/'kept_items.csv', index=False)
         summ_df = selection.summary()
@@ -281,9 +332,15 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
         if metrics:
             pd.DataFrame(metrics).rename_axis('metric').to_csv(tmp/'metrics.csv')
             files.append('metrics.csv')
-        summary = report_summary(selection, metrics, settings, notes, truth, dls)
+        if evaluations:
+            pd.concat({m: df for m, df in evaluations.items()}, names=['model', None]).reset_index(0).to_csv(tmp/'subclass_scores.csv', index=False)
+            files.append('subclass_scores.csv')
+        if outliers is not None:
+            outliers.to_csv(tmp/'outliers.csv', index=False)
+            files.append('outliers.csv')
+        summary = report_summary(selection, metrics, settings, notes, truth, dls, evaluations, outliers)
         (tmp/'summary.json').write_text(json.dumps(dict(summary, figures=figures, files=files), indent=1, allow_nan=False))
-        (tmp/'index.html').write_text(report_html(selection, figures, metrics, settings, notes, truth, dls, files, title), encoding='utf-8')
+        (tmp/'index.html').write_text(report_html(selection, figures, metrics, settings, notes, truth, dls, files, title, evaluations, outliers), encoding='utf-8')
         _check_out_dir(out_dir, overwrite, keep)  # again: another process may have written there meanwhile
         _swap_in(tmp, out_dir, keep)
     except BaseException:

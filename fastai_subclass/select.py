@@ -5,7 +5,7 @@
 # %% ../nbs/02_select.ipynb #105b6382
 from __future__ import annotations
 import inspect, json, os, warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import store_attr, patch
@@ -14,14 +14,14 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
-from .core import Subclasses, find_subclasses, select_samples, cluster_strength, STRATEGIES
-from .features import extract_features, atomic_write
+from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES
+from .features import extract_features, atomic_write, MAX_FEATURE_BYTES
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
 # %% auto #0
-__all__ = ['item_keys', 'unique_item_keys', 'row_file_reader', 'train_keys', 'take_items', 'train_labels', 'subset_dataloaders',
-           'ClassSelection', 'SubclassSelection', 'class_targets', 'weak_message', 'subclass_undersample',
-           'SubclassSplitter']
+__all__ = ['item_keys', 'unique_item_keys', 'row_file_reader', 'train_keys', 'valid_keys', 'dl_keys', 'take_items', 'ds_labels',
+           'train_labels', 'valid_labels', 'subset_dataloaders', 'ClassSelection', 'SubclassSelection', 'class_targets',
+           'class_losses', 'assign_class', 'weak_message', 'subclass_undersample', 'SubclassSplitter']
 
 # %% ../nbs/02_select.ipynb #84320f67
 def _rel(o, root=None) -> str:
@@ -66,6 +66,16 @@ def train_keys(dls, root=None) -> list:
     ds = dls.train_ds
     return unique_item_keys(ds.items, root if root is not None else getattr(dls, 'path', None), row_file_reader(ds))
 
+# %% ../nbs/02_select.ipynb #fea86e5a
+def valid_keys(dls, root=None) -> list:
+    "The key of every validation item of `dls`, made as `train_keys` makes them (its file relative to `root`, default `dls.path`)"
+    return dl_keys(dls.valid, root if root is not None else getattr(dls, 'path', None))
+
+def dl_keys(dl, root=None) -> list:
+    "The key of every item of the DataLoader `dl` (its file relative to `root`), in the order of `dl.dataset`"
+    ds = dl.dataset
+    return item_keys(ds.items, root, row_file_reader(ds))
+
 # %% ../nbs/02_select.ipynb #163ff876
 def take_items(items, idx):
     "The items at positions `idx` of a list, an `L` or a DataFrame"
@@ -74,18 +84,25 @@ def take_items(items, idx):
     return L(items)[idx]
 
 # %% ../nbs/02_select.ipynb #613941ae
-def train_labels(dls) -> list:
-    "The class name of every training item of `dls`, in the order of `dls.train_ds`"
-    ds = dls.train_ds
+def ds_labels(ds, vocab) -> list:
+    "The class name (in `vocab`) of every item of the labelled Datasets `ds`, in its order"
     if not isinstance(ds, Datasets) or len(ds.tls) < 2:
         raise TypeError("subclass undersampling needs labelled fastai Datasets (DataBlock or ImageDataLoaders.from_*); "
-                        f"got a training set of type {type(ds).__name__}")
+                        f"got a set of type {type(ds).__name__}")
     ys = ds.tls[1]
     if len(ys) and isinstance(ys[0], TensorMultiCategory):
         raise ValueError("subclass undersampling needs single-label data, but these DataLoaders are multi-label "
                          "(MultiCategoryBlock); give each image one class, e.g. the argmax of a one-hot table")
-    vocab = dls.vocab
     return [str(vocab[int(ys[i])]) for i in range(len(ys))]
+
+def train_labels(dls) -> list:
+    "The class name of every training item of `dls`, in the order of `dls.train_ds`"
+    return ds_labels(dls.train_ds, dls.vocab)
+
+# %% ../nbs/02_select.ipynb #d75d643b
+def valid_labels(dls) -> list:
+    "The class name of every validation item of `dls`, in the order of `dls.valid_ds`"
+    return ds_labels(dls.valid_ds, dls.vocab)
 
 # %% ../nbs/02_select.ipynb #cf1fc4cc
 def subset_dataloaders(dls, keep) -> DataLoaders:
@@ -110,6 +127,12 @@ class ClassSelection:
     kept: np.ndarray  # positions (into `idx`) of the kept items
     by_layer: dict = field(default_factory=dict)  # {layer: Subclasses}; from a CSV, the chosen layer's only
     strength: dict|None = None  # `cluster_strength` of the chosen layer: silhouette vs null, stability, weak, why
+    layers: tuple = ()  # the layers whose features were extracted together (their memory budget is shared)
+    valid_keys: list|None = None  # keys of the items assigned to the subclasses (the class's validation items), as `train_keys` makes them
+    valid_labels: np.ndarray|None = None  # the subclass of each of them (`assign_subclasses` in f0's feature space)
+    valid_dist: np.ndarray|None = None  # their mean distance to their 15 nearest training items (PCA space)
+    train_loss: np.ndarray|None = None  # f0's loss on every item of the class (in the order of `idx`)
+    train_prob: np.ndarray|None = None  # f0's probability of the item's own class
 
     @property
     def subclasses(self) -> Subclasses|None: return self.by_layer.get(self.layer)
@@ -145,9 +168,11 @@ class SubclassSelection:
                  seed=42, # the seed they were picked and clustered with
                  pct:float=80, # the outlier percentile of 'farthest'
                  path=None, # the folder the keys are relative to (the DataLoaders' `path`)
+                 n_pca:int=50, # the PCA dimensions the classes were clustered in
                 ):
         if len(keys) != len(labels): raise ValueError(f"{len(keys)} keys but {len(labels)} labels: give one label per item")
-        store_attr('classes,strategy,seed,pct')
+        store_attr('classes,strategy,seed,pct,n_pca')
+        self.source_dls = None  # the DataLoaders f0 was trained on, where known (not saved in the CSV)
         self.keys, self.labels, self.path = list(keys), [str(o) for o in labels], None if path is None else str(path)
 
     @property
@@ -240,6 +265,48 @@ def class_targets(counts:dict, n, classes=None) -> dict:
 _EXTRACT_KW = [k for k, p in inspect.signature(extract_features).parameters.items()
                if p.default is not inspect.Parameter.empty and k not in ('layer', 'seed', 'progress')]
 
+# %% ../nbs/02_select.ipynb #ac7765f5
+def class_losses(learn, items) -> tuple:
+    "`(loss, prob)`: `learn`'s loss on each of `items` and its probability (softmax) of the item's own class, in one forward pass without augmentation"
+    # a plain pass, as `extract_features` makes, not `get_preds`: this also runs inside a callback at the end of a fit
+    # (`SubclassUndersampling`), where a nested get_preds would run the learner's callbacks in the middle of theirs
+    dl = learn.dls.test_dl(items, with_labels=True)
+    model, was_training = learn.model, learn.model.training
+    device = next(model.parameters()).device
+    losses, probs = [], []
+    try:
+        model.eval()
+        with torch.no_grad(), learn.loss_not_reduced():
+            for b in dl:
+                xb, yb = [o.to(device) for o in b[:dl.n_inp]], [o.to(device) for o in b[dl.n_inp:]]
+                # plain tensors: fastai's typed ones (TensorImage, TensorCategory) refuse to be mixed in one operation
+                out, yb = model(*xb).as_subclass(torch.Tensor), [o.as_subclass(torch.Tensor) for o in yb]
+                losses.append(learn.loss_func(out, *yb).float().flatten().cpu())
+                probs.append(torch.softmax(out.float(), -1)[torch.arange(len(out)), yb[0].long()].cpu())
+    finally: model.train(was_training)
+    return torch.cat(losses).numpy(), torch.cat(probs).numpy()
+
+# %% ../nbs/02_select.ipynb #3a118892
+def _layer_features(learn, items, layer, n_ref:int, seed, progress, **ext_kw) -> dict:
+    "`extract_features` of `items` with the memory budget scaled from `n_ref` items to theirs: a layer is randomly projected exactly where it was for the `n_ref` training items"
+    # the budget decides per layer, for all the items given, whether it is kept whole or projected; scaled, the same
+    # layers are projected (with the same seeded matrix) as for the class's training items, so the columns agree
+    budget = ext_kw.pop('max_bytes', MAX_FEATURE_BYTES) * len(items) / max(n_ref, 1)
+    return extract_features(learn, items, layer, max_bytes=budget, seed=seed, progress=progress, **ext_kw)
+
+def assign_class(cs:ClassSelection, learn, items, keys, layer=None, seed=42, progress:bool=False, **ext_kw) -> ClassSelection:
+    "Place `items` (with their `keys`) of class `cs` in its subclasses through f0 `learn` at the chosen layer (all `cs.layers` extracted, or `layer`); stored on `cs`"
+    sc = cs.subclasses
+    if sc is None: raise ValueError(f"the selection of class {cs.name!r} holds no subclasses (saved by an old version): "
+                                    "run subclass_undersample again")
+    if not len(keys): cs.valid_keys, cs.valid_labels, cs.valid_dist = [], np.zeros(0, np.int64), np.zeros(0, np.float32); return cs
+    layer = layer if layer is not None else (list(cs.layers) or cs.layer)
+    feats = _layer_features(learn, items, layer, len(cs.idx), seed, progress, **ext_kw)
+    if cs.layer not in feats: raise ValueError(f"layer={layer!r} does not give the chosen layer {cs.layer!r} of class {cs.name!r}")
+    cs.valid_keys = list(keys)
+    cs.valid_labels, cs.valid_dist = assign_subclasses(sc, feats[cs.layer])
+    return cs
+
 # %% ../nbs/02_select.ipynb #301a2402
 def weak_message(cls, layer, strength:dict) -> str:
     "What to tell the user when the subclasses found in `cls` are weak, and what to try"
@@ -269,6 +336,7 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
     dls = learn.dls
     labels, keys = train_labels(dls), train_keys(dls)
+    vlabels, vkeys, vitems = np.asarray(valid_labels(dls)), valid_keys(dls), dls.valid_ds.items
     targets, arr, items = class_targets(pd.Series(labels).value_counts().to_dict(), n, classes), np.asarray(labels), dls.train_ds.items
     ext_kw = {k: kwargs.pop(k) for k in _EXTRACT_KW if k in kwargs}
     res, n_threads = {}, torch.get_num_threads()
@@ -282,10 +350,18 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
             sc = by_layer[best]
             strength = cluster_strength(feats[best], ks, n_pca, seed, subclasses=sc, **kwargs) if check else None
             if check and strength['weak']: warnings.warn(weak_message(c, best, strength), stacklevel=2)
-            res[c] = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength)
+            cs = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength, tuple(feats))
+            # f0's view of the class beyond the selection: its validation items placed in the subclasses (extracted as
+            # the training items were), and its loss on every training item (for suspected label noise)
+            vidx = np.flatnonzero(vlabels == c)
+            assign_class(cs, learn, take_items(vitems, vidx), [vkeys[i] for i in vidx], layer, seed, progress, **ext_kw)
+            cs.train_loss, cs.train_prob = class_losses(learn, take_items(items, idx))
+            res[c] = cs
     # UMAP's numba resets the thread count torch shares with it; a user's torch.set_num_threads must survive
     finally: torch.set_num_threads(n_threads)
-    return SubclassSelection(keys, labels, res, strategy, seed, pct, dls.path)
+    sel = SubclassSelection(keys, labels, res, strategy, seed, pct, dls.path, n_pca)
+    sel.source_dls = dls
+    return sel
 
 # %% ../nbs/02_select.ipynb #f1dd9fcd
 @patch
@@ -295,8 +371,11 @@ def reselect(self:SubclassSelection, strategy:str=None, pct:float=None, seed=Non
     classes = {}
     for c, cs in self.classes.items():
         if cs.subclasses is None: raise ValueError(f"the selection of class {c!r} holds no subclasses to pick from again")
-        classes[c] = ClassSelection(c, cs.idx, cs.layer, cs.labels, select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed), cs.by_layer, cs.strength)
-    return SubclassSelection(self.keys, self.labels, classes, strategy, seed, pct, self.path)
+        # only the kept items change: the subclasses, the validation assignment and f0's losses are carried over
+        classes[c] = replace(cs, kept=select_samples(cs.subclasses, len(cs.kept), strategy, pct, seed))
+    res = SubclassSelection(self.keys, self.labels, classes, strategy, seed, pct, self.path, self.n_pca)
+    res.source_dls = self.source_dls
+    return res
 
 # %% ../nbs/02_select.ipynb #b1777e25
 def _class(sel, cls):
@@ -349,8 +428,8 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
         cluster[cs.idx], layer[cs.idx] = cs.labels, cs.layer
         if cs.subclasses is not None: xy[cs.idx] = cs.subclasses.embedding
     kept = np.zeros(n, bool); kept[self.keep] = True
-    meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path,
-                classes={c: dict(layer=cs.layer, k=cs.k, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
+    meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path, n_pca=self.n_pca,
+                classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
                                  scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()},
                                  strength=None if cs.strength is None else {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in cs.strength.items()})
                          for c, cs in self.classes.items()})
@@ -378,7 +457,7 @@ def _class_from_rows(c, g, pos, m) -> ClassSelection:
         by_layer[layer] = Subclasses(labels, int(m['k']), np.asarray(m['centers'], np.float32), emb,
                                      {int(k): v for k, v in (m.get('scores') or {}).items()})
     return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer,
-                          None if m is None else m.get('strength'))
+                          None if m is None else m.get('strength'), tuple((m or {}).get('layers') or ()))
 
 # %% ../nbs/02_select.ipynb #8cde70e4
 @patch(cls_method=True)
@@ -397,7 +476,7 @@ def from_csv(cls:SubclassSelection, fname, dls=None, root=None) -> SubclassSelec
     classes = {c: _class_from_rows(c, g, pos, meta.get('classes', {}).get(c))
                for c, g in df[df['cluster'].notna()].groupby('class', sort=False)}
     sel = cls(df['item'].tolist(), df['class'].tolist(), classes, meta.get('strategy', 'closest'), meta.get('seed'),
-              meta.get('pct', 80), root if root is not None else (dls.path if dls is not None else meta.get('path')))
+              meta.get('pct', 80), root if root is not None else (dls.path if dls is not None else meta.get('path')), meta.get('n_pca', 50))
     if dls is not None: sel.positions(dls, root)  # every item there, with the same class: a clear error if not
     return sel
 

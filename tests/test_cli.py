@@ -49,7 +49,8 @@ def test_demo_writes_every_report_file(demo):
     assert f"open {out.absolute()/'index.html'}" in res.stdout
     for f in REPORT_FILES + ('metrics.csv', 'map_vehicle.png', 'grid_vehicle.png', 'dropped_vehicle.png', 'silhouettes_vehicle.png'):
         assert (out/f).is_file() and (out/f).stat().st_size > 0, f
-    assert len(list((out/'feature_cache').glob('features-*.npz'))) == 1
+    # one file for the vehicles' training items, one for their validation items (placed in the subclasses)
+    assert len(list((out/'feature_cache').glob('features-*.npz'))) == 2
     page = (out/'index.html').read_text()
     pngs = sorted(p.name for p in out.glob('*.png'))
     assert pngs == ['class_counts.png', 'dropped_vehicle.png', 'grid_vehicle.png', 'map_vehicle.png', 'silhouettes_vehicle.png']
@@ -202,7 +203,7 @@ def test_rerun_reuses_the_cache_and_gives_the_same_selection(capsys, tmp_path, o
     cache = tmp_path/'out'/'feature_cache'
     files = {f.name: f.stat().st_mtime_ns for f in cache.glob('features-*.npz')}
     sel1 = (tmp_path/'out'/'selection.csv').read_text()
-    assert len(files) == 1
+    assert len(files) == 2  # the vehicles' training and validation items
     settings = {r[0]: r[1] for r in html_tables((tmp_path/'out'/'index.html').read_text())['settings'][1:]}
     assert settings['feature_cache'] == 'extracted and cached'
     (tmp_path/'out'/'map_oldclass.png').write_bytes(b'a file of an earlier run')
