@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #5f741899
 from __future__ import annotations
-import warnings
+import hashlib, warnings
 from contextlib import nullcontext
 from functools import cache
 from dataclasses import dataclass, field
@@ -17,9 +17,9 @@ from threadpoolctl import threadpool_limits
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
            'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Projection',
            'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'fit_projection',
-           'reduce_dims', 'kmeans_fits', 'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses',
-           'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength', 'cluster_quotas',
-           'outlier_mask', 'spread_picks', 'copy_ranks', 'select_samples']
+           'reduce_dims', 'kmeans_fits', 'distinct_index', 'distinct_rows', 'find_subclasses', 'project',
+           'assign_subclasses', 'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength',
+           'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks', 'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -305,15 +305,37 @@ def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
     with threadpool_limits(1): return {k: KMeans(k, n_init=10, random_state=seed).fit(emb) for k in ks}
 
 # %% ../nbs/00_core.ipynb #947d92ba
-def distinct_rows(x:np.ndarray) -> tuple:
-    "`(rows, inverse, counts)`: the distinct rows of `x` in order of first appearance, the row of each item, how often each occurs"
+def _row_digests(x:np.ndarray, chunk:int=4096) -> np.ndarray:
+    "A 16-byte BLAKE2 digest of every row of the C-contiguous `x`, computed block by block"
+    out = np.empty(len(x), dtype='V16')
+    for s in range(0, len(x), chunk):
+        block = x[s:s+chunk]
+        out[s:s+len(block)] = [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in block]
+    return out
+
+def distinct_index(x:np.ndarray) -> tuple:
+    "`(first, inverse, counts)`: the position of each distinct row of `x` (in order of first appearance), the distinct row of each item, how often each occurs"
     x = np.ascontiguousarray(x)
-    # one opaque bytes value per row: np.unique then compares whole rows at once (exact duplicates only)
-    _, first, inverse, counts = np.unique(x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel(),
-                                          return_index=True, return_inverse=True, return_counts=True)
+    # Rows are compared through their digests, not sorted whole: np.unique on the rows themselves sorts a copy of the
+    # matrix (as large as the input again: 4 GB at 500k x 2048); the digests take 16 bytes a row.
+    keys = _row_digests(x)
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    # exact, not probable: every copy must equal its first row to the bit (a digest collision is split exactly)
+    dup = np.flatnonzero(counts[inverse] > 1)
+    same = np.concatenate([(x[dup[i:i+4096]] == x[first[inverse[dup[i:i+4096]]]]).all(1) for i in range(0, len(dup), 4096)] or [np.ones(0, bool)])
+    if not same.all():
+        _, first, inverse, counts = np.unique(x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel(),
+                                              return_index=True, return_inverse=True, return_counts=True)
+        inverse = inverse.ravel()
     order = np.argsort(first)
     rank = np.empty_like(order); rank[order] = np.arange(len(order))
-    return x[first[order]], rank[inverse.ravel()], counts[order]
+    return first[order], rank[inverse], counts[order]
+
+def distinct_rows(x:np.ndarray) -> tuple:
+    "`(rows, inverse, counts)`: the distinct rows of `x` in order of first appearance, the row of each item, how often each occurs"
+    first, inverse, counts = distinct_index(x)
+    return np.ascontiguousarray(x)[first], inverse, counts
 
 # %% ../nbs/00_core.ipynb #5c1ec572
 def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> Subclasses:
@@ -325,8 +347,9 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
                                    "keep a class this small whole instead of undersampling it")
         constant = (x.max(0) == x.min(0)).all()
     if constant: return _one_cluster(np.zeros((n, 2), np.float32), f"all {n} feature vectors are identical")
-    rows, inverse, _ = distinct_rows(x)
-    if len(rows) < n:
+    first, inverse, _ = distinct_index(x)
+    if len(first) < n:
+        rows = x[first]  # a copy of the distinct rows only where there are copies: no second matrix otherwise
         warnings.warn(f"find_subclasses: {n - len(rows)} of the {n} feature rows are exact duplicates of others "
                       f"({len(rows)} distinct); clustering the distinct rows, each copy joins its row's cluster")
         if len(rows) == 2:  # two distinct images, each its own subclass; the silhouette is undefined
@@ -402,8 +425,8 @@ def restore_projection(subclasses:Subclasses, feats, n_pca:int=50, seed=42) -> S
         raise ValueError(f"feats has {len(x)} rows but the subclasses hold {len(subclasses.labels)} items: pass the features of the same items, in the same order")
     if (x.max(0) == x.min(0)).all(): return subclasses  # identical rows: one cluster, nothing was fitted
     # as find_subclasses: the standardization and PCA are fitted on the distinct rows, each copy placed at its row
-    rows, inverse, _ = distinct_rows(x)
-    xp, subclasses.projection = fit_projection(rows, n_pca, seed)
+    first, inverse, _ = distinct_index(x)
+    xp, subclasses.projection = fit_projection(x[first] if len(first) < len(x) else x, n_pca, seed)
     subclasses.reduced = xp[inverse]
     return subclasses
 
@@ -498,7 +521,7 @@ def spread_picks(coords:np.ndarray, q:int) -> np.ndarray:
 # %% ../nbs/00_core.ipynb #1e4d7307
 def copy_ranks(x:np.ndarray) -> np.ndarray:
     "For every row of `x`: how many identical rows come before it (0 for the first copy of each distinct row)"
-    inv = distinct_rows(x)[1]
+    inv = distinct_index(x)[1]
     order = np.argsort(inv, kind='stable')
     starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
     ranks = np.empty(len(inv), dtype=np.int64)

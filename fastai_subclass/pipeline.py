@@ -18,7 +18,7 @@ from .train import paper_recipe, item_dataloaders, learner_like, fit_recipe
 from .report import write_report, evaluate_learner
 
 # %% auto #0
-__all__ = ['ArgumentError', 'check_layer', 'training_text', 'fit_fu', 'run_subclass_undersampling']
+__all__ = ['ArgumentError', 'check_layer', 'training_text', 'fit_fu', 'worst_subclass_text', 'run_subclass_undersampling']
 
 # %% ../nbs/08a_pipeline.ipynb #57e24a8a
 class ArgumentError(ValueError):
@@ -57,6 +57,13 @@ def fit_fu(sel, f0, recipe:dict, start:dict, seed=42, progress:bool=True, say=No
             f"of {batches} batches." if steps else None)
     return f_u, how, note
 
+# %% ../nbs/08a_pipeline.ipynb #71dbfaf6
+def worst_subclass_text(sel, learn, name:str='f0') -> str:
+    "One line per model: the subclass of each undersampled class that `learn` recalls worst on the validation set (`sel.evaluate`)"
+    with _quiet(learn): ev = sel.evaluate(learn)
+    parts = [f"{r['class']} subclass {r['subclass']} ({r['recall']:.2f} of {r['items']})" for _, r in ev[ev.worst].iterrows()]
+    return f"{name}: worst subclass recall: " + '; '.join(parts)
+
 # %% ../nbs/08a_pipeline.ipynb #53fe24d7
 def _settings(items, dls, recipe, n, kwargs, cache, fu, extra=None) -> dict:
     "The settings table of the report: the recipe, the selection's arguments and the data's sizes"
@@ -80,7 +87,7 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
                                report:dict|None=None, # `write_report`'s settings, notes, title, truth, ...
                                log=print, # where the one-line messages of each step go (None: nowhere)
                                **kwargs) -> SimpleNamespace:
-    "Train f0 on `items` with `recipe`, undersample by subclass, optionally train f_u, and write the report to `out`"
+    "Train f0 on `items` with `recipe`, undersample by subclass, optionally train f_u, score them per subclass, and write the report to `out`"
     out, report, say, recipe = Path(out), dict(report or {}), (log or (lambda *a: None)), paper_recipe(recipe)
     notes, cache_dir = list(report.pop('notes', ())), kwargs.pop('cache_dir', 'auto')
     cache_dir = out/'feature_cache' if cache_dir == 'auto' else cache_dir
@@ -98,12 +105,14 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
     cache = 'off' if cache_dir is None else 'read from the cache' if _cache_state(cache_dir) == before else 'extracted and cached'
     say(f"features: {cache}{'' if cache_dir is None else f' ({cache_dir})'}")
     for c, cs in sel.classes.items(): say(f"{c}: {cs.k} subclasses in layer {cs.layer}, kept {len(cs.kept)} of {len(cs.idx)}")
-    with _quiet(f0): metrics, f_u, fu = {'f0': evaluate_learner(f0)}, None, 'not trained'
+    models, fu = {'f0': f0}, 'not trained'
     if train_fu:
-        f_u, fu, note = fit_fu(sel, f0, recipe, start, seed, progress, say)
+        models['f_u'], fu, note = fit_fu(sel, f0, recipe, start, seed, progress, say)
         if note: notes.append(note)
-        with _quiet(f_u): metrics['f_u'] = evaluate_learner(f_u)
+    with _quiet(f0): metrics = {k: evaluate_learner(m) for k, m in models.items()}
+    for k, m in models.items(): say(worst_subclass_text(sel, m, k))
     settings = _settings(items, dls, recipe, n, kwargs, cache, fu, report.pop('settings', None))
-    index = write_report(sel, out, metrics=metrics, settings=settings, notes=notes, **{'overwrite': True, 'keep': ('feature_cache',), **report})
+    index = write_report(sel, out, learn=models, metrics=metrics, settings=settings, notes=notes,
+                         **{'overwrite': True, 'keep': ('feature_cache',), **report})
     say(f"report: {index.absolute()}")
-    return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=f_u, metrics=metrics)
+    return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=models.get('f_u'), metrics=metrics)

@@ -13,8 +13,8 @@ from .metrics import score_learner
 from .evaluate import plot_subclass_scores
 
 # %% auto #0
-__all__ = ['evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures', 'report_summary',
-           'report_html', 'write_report']
+__all__ = ['FIG_DPI', 'evaluate_learner', 'file_stem', 'class_items', 'class_images', 'class_stems', 'report_figures',
+           'report_summary', 'report_html', 'report_models', 'write_report']
 
 # %% ../nbs/08_report.ipynb #9c7d7b01
 def evaluate_learner(learn, dl=None) -> dict:
@@ -267,10 +267,20 @@ def _kept_items_table(selection:SubclassSelection, dls=None) -> pd.DataFrame:
     return pd.DataFrame({'path': [str(root/k) for k in selection.kept_keys], 'label': labels})
 
 # %% ../nbs/08_report.ipynb #5fb21fda
-def _learner_metrics(learn) -> dict:
-    "{'f0': scores, 'f_u': scores} of a learner after `subclass_fine_tune` (it holds `f0`), else {'f0': scores}"
+def report_models(learn) -> dict:
+    "{name: learner} of `learn`: a dict as it is; a learner after `subclass_fine_tune` (it holds `f0`) as {'f0', 'f_u'}; else {'f0': learn}"
+    if learn is None: return {}
+    if isinstance(learn, dict): return dict(learn)
     f0 = getattr(learn, 'f0', None)
-    return {'f0': evaluate_learner(f0), 'f_u': evaluate_learner(learn)} if f0 is not None else {'f0': evaluate_learner(learn)}
+    return {'f0': f0, 'f_u': learn} if f0 is not None else {'f0': learn}
+
+def _placed(selection) -> bool:
+    "Whether every undersampled class's validation items are placed in its subclasses (so models can be scored per subclass)"
+    return all(cs.valid_labels is not None for cs in selection.classes.values())
+
+def _has_losses(selection) -> bool:
+    "Whether the selection holds f0's loss on every item of its classes (so suspected label noise can be listed)"
+    return all(cs.train_prob is not None and cs.subclasses is not None for cs in selection.classes.values())
 
 # %% ../nbs/08_report.ipynb #c2097cb3
 def _check_out_dir(out_dir:Path, overwrite:bool, keep=()):
@@ -298,30 +308,34 @@ def _swap_in(tmp:Path, out_dir:Path, keep=()):
     if old is not None: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/08_report.ipynb #6c80eb53
+#: Resolution of the report's pictures
+FIG_DPI = 100
+
 def write_report(selection:SubclassSelection, # the selection to report, as `subclass_undersample` or `SubclassSelection.from_csv` gives it
                  out_dir, # the report folder; written whole in a temporary folder next to it, then moved into place
-                 learn=None, # a learner to score (with `f0` after `subclass_fine_tune`: both are scored), where `metrics` is not given
-                 metrics:dict=None, # {model: {metric: value}} to show
+                 learn=None, # the model(s) to score, overall and per subclass: a learner (with `f0` after `subclass_fine_tune`: both), or {name: learner}
+                 metrics:dict=None, # {model: {metric: value}} to show (default: `learn`'s scores)
                  settings:dict=None, # more settings to list (data, arch, ...)
                  notes=None, # lines of text for the top of the page
                  title:str='Subclass undersampling report',
                  truth=None, # a function item -> its known group, to tabulate the clusters against
                  n_per_cluster:int=8, # thumbnails per subclass
-                 dpi:int=100,
                  dls=None, # loaders over the training items, for images the keys don't name as files (DataFrame rows, moved data)
                  overwrite:bool=False, # replace a report already in `out_dir`
                  keep=(), # names of entries of `out_dir` to keep in the new folder (e.g. a feature cache), not counted as a report
-                 evaluations:dict=None, # {model: `sel.evaluate(model)`}, e.g. {'f0': ..., 'f_u': ...}: recall per subclass, side by side
-                 outliers:pd.DataFrame=None, # `sel.outliers()`: suspected label noise, listed with thumbnails and in outliers.csv
                 ) -> Path:
-    "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`; returns the index.html path"
+    "Write the report folder `out_dir` (PNGs, CSVs, `summary.json`, `index.html`) of `selection`, with the scores of `learn` overall and per subclass and the suspected label noise; returns the index.html path"
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, overwrite, keep)
-    if metrics is None and learn is not None: metrics = _learner_metrics(learn)
+    models = report_models(learn)
+    if metrics is None and models: metrics = {k: evaluate_learner(m) for k, m in models.items()}
+    # per subclass where the selection placed the validation items; suspected label noise where it kept f0's losses
+    evaluations = {k: selection.evaluate(m) for k, m in models.items()} if models and _placed(selection) else None
+    outliers = selection.outliers() if _has_losses(selection) else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))
     try:
-        figures = report_figures(selection, tmp, n_per_cluster, dpi, dls, evaluations, outliers)
+        figures = report_figures(selection, tmp, n_per_cluster, FIG_DPI, dls, evaluations, outliers)
         selection.to_csv(tmp/'selection.csv')
         _kept_items_table(selection, dls).to_csv(tmp/'kept_items.csv', index=False)
         summ_df = selection.summary()

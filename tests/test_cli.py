@@ -53,9 +53,15 @@ def test_demo_writes_every_report_file(demo):
     assert len(list((out/'feature_cache').glob('features-*.npz'))) == 2
     page = (out/'index.html').read_text()
     pngs = sorted(p.name for p in out.glob('*.png'))
-    assert pngs == ['class_counts.png', 'dropped_vehicle.png', 'grid_vehicle.png', 'map_vehicle.png', 'silhouettes_vehicle.png']
+    assert pngs == ['class_counts.png', 'dropped_vehicle.png', 'grid_vehicle.png', 'map_vehicle.png', 'outliers_vehicle.png',
+                    'scores_vehicle.png', 'silhouettes_vehicle.png']
     for png in pngs: assert f'src="{png}"' in page
-    for f in ('selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json', 'metrics.csv'): assert f'href="{f}"' in page
+    for f in ('selection.csv', 'kept_items.csv', 'summary.csv', 'counts.csv', 'summary.json', 'metrics.csv', 'subclass_scores.csv',
+              'outliers.csv'): assert f'href="{f}"' in page
+    # f0 and f_u scored per subclass, and the worst subclass of each said on the command line
+    scores = pd.read_csv(out/'subclass_scores.csv')
+    assert set(scores.model) == {'f0', 'f_u'} and scores.groupby('model')['items'].sum().to_dict() == {'f0': 60, 'f_u': 60}
+    assert 'f0: worst subclass recall: vehicle subclass' in res.stdout and 'f_u: worst subclass recall: vehicle subclass' in res.stdout
 
 def test_demo_numbers_in_the_page_match_the_selection(demo):
     res, out = demo

@@ -23,23 +23,23 @@ def report_files(d): return sorted(o.name for o in Path(d).iterdir())
 
 def test_refuses_a_used_folder_and_replaces_it_whole(sel, tmp_path):
     out = tmp_path/'report'
-    write_report(sel, out, n_per_cluster=2, dpi=40)
+    write_report(sel, out, n_per_cluster=2)
     first = report_files(out)
     (out/'grid_oldclass.png').write_bytes(b'from an earlier run')
-    with pytest.raises(FileExistsError, match='overwrite=True'): write_report(sel, out, n_per_cluster=2, dpi=40)
+    with pytest.raises(FileExistsError, match='overwrite=True'): write_report(sel, out, n_per_cluster=2)
     assert (out/'grid_oldclass.png').exists()  # refused before touching anything
-    write_report(sel.reselect('farthest'), out, n_per_cluster=2, dpi=40, overwrite=True)
+    write_report(sel.reselect('farthest'), out, n_per_cluster=2, overwrite=True)
     assert report_files(out) == first  # the earlier run's file is gone
     assert json.loads((out/'summary.json').read_text())['strategy'] == 'farthest'
     assert report_files(tmp_path) == ['report']  # no temporary or old folder left
 
 def test_an_interrupted_report_leaves_the_previous_one(sel, tmp_path, monkeypatch):
     out = tmp_path/'report'
-    write_report(sel, out, n_per_cluster=2, dpi=40)
+    write_report(sel, out, n_per_cluster=2)
     before = {f: (out/f).read_bytes() for f in report_files(out)}
     def boom(*args, **kwargs): raise KeyboardInterrupt
     monkeypatch.setattr(report, 'report_html', boom)
-    with pytest.raises(KeyboardInterrupt): write_report(sel.reselect('random'), out, n_per_cluster=2, dpi=40, overwrite=True)
+    with pytest.raises(KeyboardInterrupt): write_report(sel.reselect('random'), out, n_per_cluster=2, overwrite=True)
     assert {f: (out/f).read_bytes() for f in report_files(out)} == before
     assert report_files(tmp_path) == ['report']
 
@@ -56,8 +56,8 @@ def test_renders_a_selection_read_back_from_csv_on_dataframe_loaders(sel, tmp_pa
     dls = ImageDataLoaders.from_df(df.sample(frac=1, random_state=0), SAMPLE, fn_col='fname', label_col='label',
                                    valid_col='is_valid', item_tfms=Resize(32), bs=25, num_workers=0)
     back = SubclassSelection.from_csv(fn, dls)
-    a = write_report(sel, tmp_path/'a', n_per_cluster=2, dpi=40).read_text()
-    b = write_report(back, tmp_path/'b', n_per_cluster=2, dpi=40, dls=dls).read_text()
+    a = write_report(sel, tmp_path/'a', n_per_cluster=2).read_text()
+    b = write_report(back, tmp_path/'b', n_per_cluster=2, dls=dls).read_text()
     table = lambda page, id: page[page.index(f'<table id="{id}">'):].split('</table>')[0]
     for id in ('counts', 'classes', 'clusters-vehicle', 'silhouettes-vehicle'): assert table(a, id) == table(b, id)
     kept = pd.read_csv(tmp_path/'b'/'kept_items.csv')
@@ -66,7 +66,7 @@ def test_renders_a_selection_read_back_from_csv_on_dataframe_loaders(sel, tmp_pa
 def test_kept_entries_survive_and_a_failed_swap_puts_the_old_folder_back(sel, tmp_path, monkeypatch):
     "`keep` (the CLI's feature cache) moves into the new folder; if the last move fails, the old folder is back as it was"
     out = tmp_path/'report'
-    write_report(sel, out, n_per_cluster=2, dpi=40)
+    write_report(sel, out, n_per_cluster=2)
     (out/'feature_cache').mkdir(); (out/'feature_cache'/'f.npz').write_bytes(b'cached')
     before = {f: (out/f).read_bytes() for f in report_files(out) if f != 'feature_cache'}
     real = os.replace
@@ -75,10 +75,10 @@ def test_kept_entries_survive_and_a_failed_swap_puts_the_old_folder_back(sel, tm
         return real(src, dst)
     monkeypatch.setattr(os, 'replace', replace)
     with pytest.raises(OSError, match='disk full'):
-        write_report(sel.reselect('random'), out, n_per_cluster=2, dpi=40, overwrite=True, keep=('feature_cache',))
+        write_report(sel.reselect('random'), out, n_per_cluster=2, overwrite=True, keep=('feature_cache',))
     monkeypatch.undo()
     assert {f: (out/f).read_bytes() for f in report_files(out) if f != 'feature_cache'} == before
     assert (out/'feature_cache'/'f.npz').read_bytes() == b'cached' and report_files(tmp_path) == ['report']
-    write_report(sel.reselect('random'), out, n_per_cluster=2, dpi=40, overwrite=True, keep=('feature_cache',))
+    write_report(sel.reselect('random'), out, n_per_cluster=2, overwrite=True, keep=('feature_cache',))
     assert (out/'feature_cache'/'f.npz').read_bytes() == b'cached' and report_files(tmp_path) == ['report']
     assert json.loads((out/'summary.json').read_text())['strategy'] == 'random'
