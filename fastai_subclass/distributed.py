@@ -33,4 +33,7 @@ def distributed_subclass_undersample(learn, # f0, the same on every process
     sel = None
     if rank == 0:
         with local_extraction(): sel = subclass_undersample(learn, n, classes, cache_dir=cache_dir, **kwargs)
-    return broadcast_object(sel)
+        del sel.source_dls  # the loaders stay here: every process has its own
+    sel = broadcast_object(sel)
+    sel.source_dls = learn.dls
+    return sel

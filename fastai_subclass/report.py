@@ -96,14 +96,19 @@ def _json_value(o):
     return o
 
 # %% ../nbs/08_report.ipynb #56d41dea
-def _truth_table(selection:SubclassSelection, cls, truth, dls=None) -> dict:
-    "{group: {'items': n, 'kept': n, 'clusters': [n per cluster]}} of the known `truth(item)` groups of class `cls`"
+def _truth_table(selection:SubclassSelection, cls, truth, dls=None, known:dict=None) -> dict:
+    "{group: {'items': n, 'kept': n, 'clusters': [n per cluster]}} of the known `truth(item)` groups of class `cls`, and {'recall': {model: r}} on the validation items from `known` ({model: `sel.evaluate(model, truth=truth)`})"
+    if isinstance(truth, dict): return truth[cls]  # made already (see `write_report`)
     cs, items = selection.classes[cls], class_items(selection, cls, dls)
     rows = (r for _, r in items.iterrows()) if isinstance(items, pd.DataFrame) else items
     groups = np.array([str(truth(o)) for o in rows])
     kept = np.zeros(len(groups), bool); kept[cs.kept] = True
-    return {g: dict(items=int((groups == g).sum()), kept=int(kept[groups == g].sum()),
-                    clusters=np.bincount(cs.labels[groups == g], minlength=cs.k).tolist()) for g in sorted(set(groups))}
+    res = {g: dict(items=int((groups == g).sum()), kept=int(kept[groups == g].sum()),
+                   clusters=np.bincount(cs.labels[groups == g], minlength=cs.k).tolist()) for g in sorted(set(groups))}
+    for m, df in (known or {}).items():
+        for _, r in df[df['class'] == cls].iterrows():
+            res.setdefault(str(r['true_group']), dict(items=0, kept=0, clusters=[0] * cs.k)).setdefault('recall', {})[m] = float(r['recall'])
+    return res
 
 # %% ../nbs/08_report.ipynb #1862cff4
 def _class_scores(df:pd.DataFrame, cls) -> pd.DataFrame:
@@ -214,9 +219,12 @@ def _class_section(cs, stem:str, figs:dict, truth:dict=None, evaluations:dict=No
     rows.append(['all', str(len(cs.idx)), str(len(cs.kept))])
     parts.append(_table(f'clusters-{stem}', ['subclass', 'items', 'kept'], rows, 'Subclasses: items and kept items'))
     if truth:
-        rows = [[html.escape(g), *map(str, v['clusters']), str(v['items']), str(v['kept'])] for g, v in truth.items()]
-        parts.append(_table(f'truth-{stem}', ['known group'] + [f'in {i}' for i in range(cs.k)] + ['items', 'kept'], rows,
-                            'Known groups of the items: in which subclass they fell, and how many were kept'))
+        models = list(dict.fromkeys(m for v in truth.values() for m in v.get('recall', {})))
+        rows = [[html.escape(g), *map(str, v['clusters']), str(v['items']), str(v['kept']), *(_fmt(v.get('recall', {}).get(m)) for m in models)]
+                for g, v in truth.items()]
+        parts.append(_table(f'truth-{stem}', ['known group'] + [f'in {i}' for i in range(cs.k)] + ['items', 'kept'] + [f'recall {m}' for m in models],
+                            rows, 'Known groups of the items: in which subclass they fell, how many were kept'
+                            + (', and how well each model recalls them on the validation items' if models else '')))
     if evaluations: parts += _scores_html(cs, stem, evaluations)
     parts.append('<div class="figs">' + ''.join(_img(figs[k], f"{k} of {cs.name}") for k in ('map', 'silhouettes', 'scores') if k in figs) + '</div>')
     parts.append(_img(figs['grid'], f"thumbnails of the subclasses of {cs.name}"))
@@ -318,7 +326,7 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
                  settings:dict=None, # more settings to list (data, arch, ...)
                  notes=None, # lines of text for the top of the page
                  title:str='Subclass undersampling report',
-                 truth=None, # a function item -> its known group, to tabulate the clusters against
+                 truth=None, # a function item -> its known group, to tabulate the clusters (and the models' recall) against
                  n_per_cluster:int=8, # thumbnails per subclass
                  dls=None, # loaders over the training items, for images the keys don't name as files (DataFrame rows, moved data)
                  overwrite:bool=False, # replace a report already in `out_dir`
@@ -331,6 +339,9 @@ def write_report(selection:SubclassSelection, # the selection to report, as `sub
     if metrics is None and models: metrics = {k: evaluate_learner(m) for k, m in models.items()}
     # per subclass where the selection placed the validation items; suspected label noise where it kept f0's losses
     evaluations = {k: selection.evaluate(m) for k, m in models.items()} if models and _placed(selection) else None
+    if truth is not None:  # the known groups' tables, once, with each model's recall of them where it can be scored
+        known = {k: selection.evaluate(m, truth=truth) for k, m in models.items()} if evaluations else None
+        truth = {c: _truth_table(selection, c, truth, dls, known) for c in selection.classes}
     outliers = selection.outliers() if _has_losses(selection) else None
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f'.{out_dir.name}.tmp-'))

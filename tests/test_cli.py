@@ -62,6 +62,9 @@ def test_demo_writes_every_report_file(demo):
     scores = pd.read_csv(out/'subclass_scores.csv')
     assert set(scores.model) == {'f0', 'f_u'} and scores.groupby('model')['items'].sum().to_dict() == {'f0': 60, 'f_u': 60}
     assert 'f0: worst subclass recall: vehicle subclass' in res.stdout and 'f_u: worst subclass recall: vehicle subclass' in res.stdout
+    # the known groups (the sample's file names) beside them: each model's recall of every true subclass
+    truth = html_tables(page)['truth-vehicle']
+    assert truth[0][-2:] == ['recall f0', 'recall f_u'] and sorted(r[0] for r in truth[1:]) == ['airplane', 'automobile', 'ship', 'truck']
 
 def test_demo_numbers_in_the_page_match_the_selection(demo):
     res, out = demo
