@@ -49,4 +49,5 @@ def test_two_processes_match_one(tmp_path):
         for k, v in one.items(): assert np.array_equal(r[f'feat_{k}'], v), k  # to the bit
         assert list(r['kept']) == kept  # the single-process selection, on every process
     assert [int(r['seen']) for r in ranks] == [len(dls.train_ds) // 2] * 2  # each process ran its half
-    assert len(list((tmp_path/'cache').glob('features-*.npz'))) == 1  # written once, by the first process
+    # written once, by the first process: the vehicles' training items (extracted by both), their validation items (by the first)
+    assert len(list((tmp_path/'cache').glob('features-*.npz'))) == 2
