@@ -30,10 +30,13 @@ def distributed_subclass_undersample(learn, # f0, the same on every process
     for c in targets:  # every process takes its share of each class; the first caches the whole
         extract_features(learn, take_items(learn.dls.train_ds.items, np.flatnonzero(labels == c)), kwargs.get('layer', 'auto'),
                          seed=kwargs.get('seed', 42), progress=kwargs.get('progress', True) and rank == 0, cache_dir=cache_dir, **ext_kw)
-    sel = None
+    sel = err = None
     if rank == 0:
-        with local_extraction(): sel = subclass_undersample(learn, n, classes, cache_dir=cache_dir, **kwargs)
-        del sel.source_dls  # the loaders stay here: every process has its own
-    sel = broadcast_object(sel)
+        try:
+            with local_extraction(): sel = subclass_undersample(learn, n, classes, cache_dir=cache_dir, **kwargs)
+            del sel.source_dls  # the loaders stay here: every process has its own
+        except Exception as e: err = e  # sent on, so that no process waits for a selection that never comes
+    sel, err = broadcast_object((sel, err))
+    if err is not None: raise err
     sel.source_dls = learn.dls
     return sel

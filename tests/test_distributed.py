@@ -31,6 +31,9 @@ def _worker(rank, world, tmp, port):
         feats = extract_features(f0, dls.train_ds.items, progress=False)
         hook.remove()
         sel = distributed_subclass_undersample(f0, 60, cache_dir=tmp/'cache', **SELECT)
+        # an error of the selection (made by the first process only) reaches every process instead of leaving them waiting
+        try: distributed_subclass_undersample(f0, 60, strategy='nope', cache_dir=tmp/'cache', **SELECT)
+        except ValueError as e: (tmp/f'error{rank}.txt').write_text(str(e))
         np.savez(tmp/f'rank{rank}.npz', kept=np.array(sel.kept_keys, dtype=str), seen=sum(seen), **{f'feat_{k}': v for k, v in feats.items()})
     finally: torch.distributed.destroy_process_group()
 
@@ -48,6 +51,7 @@ def test_two_processes_match_one(tmp_path):
     for r in ranks:
         for k, v in one.items(): assert np.array_equal(r[f'feat_{k}'], v), k  # to the bit
         assert list(r['kept']) == kept  # the single-process selection, on every process
+    assert all('strategy must be one of' in (tmp_path/f'error{r}.txt').read_text() for r in range(2))
     assert [int(r['seen']) for r in ranks] == [len(dls.train_ds) // 2] * 2  # each process ran its half
     # written once, by the first process: the vehicles' training items (extracted by both), their validation items (by the first)
     assert len(list((tmp_path/'cache').glob('features-*.npz'))) == 2
