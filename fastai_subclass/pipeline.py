@@ -58,10 +58,9 @@ def fit_fu(sel, f0, recipe:dict, start:dict, seed=42, progress:bool=True, say=No
     return f_u, how, note
 
 # %% ../nbs/08a_pipeline.ipynb #71dbfaf6
-def worst_subclass_text(sel, learn, name:str='f0') -> str:
-    "One line per model: the subclass of each undersampled class that `learn` recalls worst on the validation set (`sel.evaluate`)"
-    with _quiet(learn): ev = sel.evaluate(learn)
-    parts = [f"{r['class']} subclass {r['subclass']} ({r['recall']:.2f} of {r['items']})" for _, r in ev[ev.worst].iterrows()]
+def worst_subclass_text(scores:pd.DataFrame, name:str='f0') -> str:
+    "One line for a model: the subclass of each undersampled class it recalls worst, from its `sel.evaluate` table `scores`"
+    parts = [f"{r['class']} subclass {r['subclass']} ({r['recall']:.2f} of {r['items']})" for _, r in scores[scores.worst].iterrows()]
     return f"{name}: worst subclass recall: " + '; '.join(parts)
 
 # %% ../nbs/08a_pipeline.ipynb #53fe24d7
@@ -110,9 +109,10 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
         models['f_u'], fu, note = fit_fu(sel, f0, recipe, start, seed, progress, say)
         if note: notes.append(note)
     with _quiet(f0): metrics = {k: evaluate_learner(m) for k, m in models.items()}
-    for k, m in models.items(): say(worst_subclass_text(sel, m, k))
     settings = _settings(items, dls, recipe, n, kwargs, cache, fu, report.pop('settings', None))
     index = write_report(sel, out, learn=models, metrics=metrics, settings=settings, notes=notes,
                          **{'overwrite': True, 'keep': ('feature_cache',), **report})
+    if (out/'subclass_scores.csv').exists():  # the report's per-subclass scores: each model's worst subclass
+        for k, scores in pd.read_csv(out/'subclass_scores.csv').groupby('model', sort=False): say(worst_subclass_text(scores, k))
     say(f"report: {index.absolute()}")
     return SimpleNamespace(index=index, selection=sel, f0=f0, f_u=models.get('f_u'), metrics=metrics)
