@@ -23,6 +23,13 @@ from discovery_f0 import make_f0, SEEDS, SETTINGS
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 LAYERS = ('body', 'pool', 'linear')
+#: Where the features come from: f0 trained from scratch, f0 fine-tuned from the stand-in, and the stand-in itself before
+#: fine-tuning ('pretrained': the backbone's body / pool; its head is untrained, so no linear layer)
+CLUSTER_SETTINGS = ('scratch', 'standin', 'pretrained')
+def setting_layers(setting:str) -> dict:
+    "{layer: key in the cached f0 file} of the features a `setting` clusters"
+    return {l: f'start_{l}' for l in ('body', 'pool')} if setting == 'pretrained' else {l: f'f0_{l}' for l in LAYERS}
+def f0_of(setting:str) -> str: return 'standin' if setting == 'pretrained' else setting
 DOCS = ROOT/'nbs'/'discovery'
 DRAWS = 20
 
@@ -46,10 +53,26 @@ def oracle_keep(truth, n:int, seed:int) -> np.ndarray:
 def cluster_layers(comp:str, setting:str, seed:int) -> dict:
     "{layer: Subclasses} of the f0 layers of one cached f0 run (the library's chain, the given seed); made once per process"
     from fastai_subclass.core import find_subclasses
-    f = make_f0(comp, setting, seed)
+    f = make_f0(comp, f0_of(setting), seed)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        return {l: find_subclasses(f[f'f0_{l}'], seed=seed) for l in LAYERS}
+        return {l: find_subclasses(f[key], seed=seed) for l, key in setting_layers(setting).items()}
+
+def probe_ceiling(feats, truth, n:int, seed:int=0) -> dict:
+    """What these features allow with the labels no clustering has: a logistic regression on the standardized PCA-50
+    features predicts each item's true subclass (5-fold, out of fold). `probe`: its balanced accuracy; `coverage_probe`:
+    the coverage of n items drawn in equal shares of its predicted subclasses (as a perfect clustering would be used)"""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.metrics import balanced_accuracy_score
+    from fastai_subclass.core import fit_projection, cluster_quotas
+    xp = fit_projection(feats, 50, seed)[0]
+    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
+    pred = cross_val_predict(LogisticRegression(C=0.1, max_iter=3000, class_weight='balanced'), xp, truth, cv=cv)
+    subs, rng = np.unique(pred), np.random.default_rng(seed)
+    quotas = cluster_quotas([(pred == s).sum() for s in subs], n)
+    kept = np.concatenate([rng.choice(np.flatnonzero(pred == s), q, replace=False) for s, q in zip(subs, quotas)])
+    return dict(probe=float(balanced_accuracy_score(truth, pred)), coverage_probe=coverage(kept, truth, n))
 
 def paper_layer(by_layer:dict) -> str:
     "The layer the paper keeps: the best silhouette"
@@ -61,27 +84,29 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
     fn = OUT/comp/f'clusters-{setting}-seed{seed}.json'
     if fn.exists():
         rows = json.loads(fn.read_text())
-        if all(f'coverage_{s}' in r for r in rows for s in STRATEGIES): return rows
-        # a strategy added since: its coverage from the same clusters (the strength checks are not rerun)
-        f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
+        if all(f'coverage_{s}' in r for r in rows for s in STRATEGIES) and all('coverage_probe' in r for r in rows): return rows
+        # a strategy or the probe added since: computed from the same clusters (the strength checks are not rerun)
+        f, n, keys = make_f0(comp, f0_of(setting), seed), COMPOSITIONS[comp]['n'], setting_layers(setting)
         by_layer = cluster_layers(comp, setting, seed)
         for r in rows:
             r.update({f'coverage_{s}': coverage(select_samples(by_layer[r['layer']], n, s, seed=seed), f['subclass'], n)
                       for s in STRATEGIES if f'coverage_{s}' not in r})
+            if 'coverage_probe' not in r: r.update(probe_ceiling(f[keys[r['layer']]], f['subclass'], n, seed))
         tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(rows)); tmp.replace(fn)
         return rows
-    f, n = make_f0(comp, setting, seed), COMPOSITIONS[comp]['n']
+    f, n, keys = make_f0(comp, f0_of(setting), seed), COMPOSITIONS[comp]['n'], setting_layers(setting)
     truth = f['subclass']
     by_layer, rows = cluster_layers(comp, setting, seed), []
     chosen = paper_layer(by_layer)
     rand = float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)]))
     for layer, sc in by_layer.items():
-        strength = cluster_strength(f[f'f0_{layer}'], seed=seed)
+        strength = cluster_strength(f[keys[layer]], seed=seed)
         row = dict(comp=comp, setting=setting, seed=seed, layer=layer, chosen=layer == chosen, k=sc.k,
                    silhouette=sc.silhouette, null_silhouette=strength['null_silhouette'], stability=strength['stability'],
                    weak=strength['weak'], ari=adjusted_rand_score(truth, sc.labels), nmi=normalized_mutual_info_score(truth, sc.labels))
         row.update({f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in STRATEGIES})
-        row.update(coverage_random_undersampling=rand, coverage_oracle=coverage(oracle_keep(truth, n, seed), truth, n))
+        row.update(coverage_random_undersampling=rand, coverage_oracle=coverage(oracle_keep(truth, n, seed), truth, n),
+                   **probe_ceiling(f[keys[layer]], truth, n, seed))
         rows.append({k: (v.item() if hasattr(v, 'item') else v) for k, v in row.items()})
     tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(rows)); tmp.replace(fn)
     return rows
@@ -92,8 +117,11 @@ def fu_methods(comp:str, seed:int) -> dict:
     f, n = make_f0(comp, 'standin', seed), COMPOSITIONS[comp]['n']
     by_layer = cluster_layers(comp, 'standin', seed)
     sc = by_layer[paper_layer(by_layer)]
+    pre = cluster_layers(comp, 'pretrained', seed)
     return {'random': random_draw(len(f['subclass']), n, seed), 'oracle': oracle_keep(f['subclass'], n, seed),
-            **{f'subclass_{s}': select_samples(sc, n, s, seed=seed) for s in ('closest', 'spread', 'cover')}}
+            **{f'subclass_{s}': select_samples(sc, n, s, seed=seed) for s in ('closest', 'spread', 'cover')},
+            # the clusters of the stand-in's own features, before fine-tuning
+            **{f'pretrained_{s}': select_samples(pre[paper_layer(pre)], n, s, seed=seed) for s in ('closest', 'spread')}}
 
 def fu_rows(comp:str, seed:int) -> list:
     from discovery_fu import train_fu
@@ -146,11 +174,11 @@ def main(argv=None):
     pd.set_option('display.width', 250); pd.set_option('display.max_columns', 30)
     from standin import make_standin
     for name in {c['standin'] for c in COMPOSITIONS.values()}: make_standin(name)
-    clusters = pd.DataFrame([r for c in COMPOSITIONS for s in SETTINGS for seed in SEEDS for r in cluster_rows(c, s, seed)])
+    clusters = pd.DataFrame([r for c in COMPOSITIONS for s in CLUSTER_SETTINGS for seed in SEEDS for r in cluster_rows(c, s, seed)])
     save(clusters, 'clusters')
     plot_maps()
     cols = ['k', 'silhouette', 'null_silhouette', 'stability', 'weak', 'ari', 'nmi', 'coverage_closest', 'coverage_farthest',
-            'coverage_random', 'coverage_spread', 'coverage_cover', 'coverage_random_undersampling', 'coverage_oracle']
+            'coverage_random', 'coverage_spread', 'coverage_cover', 'coverage_random_undersampling', 'coverage_oracle', 'probe', 'coverage_probe']
     print("Clusters of f0's layers against the true subclasses (median over 3 seeds; weak = share of seeds flagged)")
     print(clusters.groupby(['comp', 'setting', 'layer'])[cols].median(numeric_only=False).round(2).to_string())
     print("\nThe layer the paper's rule keeps (best silhouette), median over seeds")

@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from fastcore.meta import delegates
 from matplotlib import figure as mfig
 from .core import assignment_agreement, outlier_mask, restore_projection
-from .select import (SubclassSelection, assign_class, class_losses, dl_keys, ds_labels, take_items,
+from .select import (SubclassSelection, assign_class, clustered_weights_hash, dl_keys, ds_labels, take_items,
                                     _class, _layer_features, _preview)
 from .show import show_cluster_grid
 
@@ -27,6 +27,13 @@ def assign(self:SubclassSelection,
            **kwargs # `extract_features` settings as given to `subclass_undersample` (max_bytes, proj_dim, bs, cache_dir)
           ) -> SubclassSelection:
     "Place the items of `dl` of every undersampled class in its subclasses through `f0`; first make again what a CSV does not keep (the PCA space, f0's losses)"
+    before = any(cs.before_training for cs in self.classes.values())
+    if self.model_hash is not None and clustered_weights_hash(f0.model, before) != self.model_hash:
+        raise ValueError("f0 is not the model this selection was made with (its weights differ): its features would place the items "
+                         "in another space than the clusters'. Pass that model" + (
+                         "; this selection clustered pretrained weights before training: a learner made from them again and not "
+                         "trained, e.g. `subclass_learner(dls, arch)` (the trained f0's losses go in with `sel.record_losses(f0)`)"
+                         if before else ""))
     dls = f0.dls
     dl = dls.valid if dl is None else dl
     keys, labels, items = dl_keys(dl, dls.path), np.asarray(ds_labels(dl.dataset, dls.vocab)), dl.dataset.items
@@ -34,15 +41,13 @@ def assign(self:SubclassSelection,
     for c, cs in self.classes.items():
         sc = cs.subclasses
         if sc is None: raise ValueError(f"the selection of class {c!r} holds no subclasses (saved by an old version): run subclass_undersample again")
-        need_space, need_loss = sc.reduced is None or sc.projection is None, cs.train_loss is None
-        if need_space or need_loss:
+        if sc.reduced is None or sc.projection is None:
             pos = self.positions(dls) if pos is None else pos  # the training items by key: a clear error for other loaders
-            train = take_items(dls.train_ds.items, pos[cs.idx])
-        if need_space:
-            feats = _layer_features(f0, train, layer if layer is not None else (list(cs.layers) or cs.layer), len(cs.idx),
-                                    self.seed, progress, **kwargs)
+            feats = _layer_features(f0, take_items(dls.train_ds.items, pos[cs.idx]), layer if layer is not None else
+                                    (list(cs.layers) or cs.layer), len(cs.idx), self.seed, progress, **kwargs)
             restore_projection(sc, feats[cs.layer], self.n_pca, self.seed)
-        if need_loss: cs.train_loss, cs.train_prob = class_losses(f0, train)
+        # an untrained learner's losses mean nothing: those of the trained f0 come with `sel.record_losses(f0)`
+        if cs.train_loss is None and not cs.before_training: self.record_losses(f0, [c])
         vidx = np.flatnonzero(labels == c)
         assign_class(cs, f0, take_items(items, vidx), [keys[i] for i in vidx], layer, self.seed, progress, **kwargs)
     return self
@@ -177,7 +182,8 @@ def outliers(self:SubclassSelection,
     for c, cs in self.classes.items():
         sc = cs.subclasses
         if sc is None: raise ValueError(f"the selection of class {c!r} holds no map (saved by an old version): run subclass_undersample again")
-        if cs.train_prob is None: raise ValueError(f"the selection of class {c!r} holds no f0 losses (read back from a CSV): call `sel.assign(f0)` first")
+        if cs.train_prob is None: raise ValueError(f"the selection of class {c!r} holds no f0 losses: after `from_csv` call "
+                                                "`sel.assign(f0)`; for a selection made before training, `sel.record_losses(f0)` with the trained f0")
         far, wrong = outlier_mask(sc, pct), cs.train_prob < min_prob
         m = np.flatnonzero(far | wrong)
         m = m[np.argsort(cs.train_prob[m], kind='stable')]

@@ -16,15 +16,15 @@ import fastai.callback.schedule, fastai.callback.progress  # noqa: F401 (Learner
 from .core import STRATEGIES
 from .select import (subset_dataloaders, subclass_undersample, train_labels, item_keys, take_items,
                                     class_targets)
-from .features import atomic_write
+from .features import atomic_write, weights_hash
 from .metrics import weighted_cross_entropy, score_learner, SCORES, LOWER_IS_BETTER
 from .balanced import GroupDRO
 from .train import paper_recipe, item_dataloaders, learner_like, fit_recipe
 
 # %% auto #0
 __all__ = ['PER_EPOCH_METHODS', 'METHODS', 'parse_method', 'class_counts', 'random_undersample', 'minority_classes', 'oversample',
-           'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'weights_hash', 'ExperimentRun',
-           'runs_table', 'ExperimentResults', 'run_experiment']
+           'score_columns', 'summarize', 'markdown_table', 'plot_scores', 'item_names', 'ExperimentRun', 'runs_table',
+           'ExperimentResults', 'run_experiment']
 
 # %% ../nbs/07_experiments.ipynb #5f588980
 PER_EPOCH_METHODS = ('subclass_balanced', 'subclass_weighted', 'subclass_dro')
@@ -36,11 +36,14 @@ def parse_method(name:str) -> dict:
     if name in ('baseline', 'random', 'weighted_loss'): return dict(kind=name)
     m = re.fullmatch(r'oversample(?:_x(\d+))?', str(name))
     if m: return dict(kind='oversample', factor=int(m[1]) if m[1] else 2)
-    if name in PER_EPOCH_METHODS: return dict(kind='per_epoch', draw=name[len('subclass_'):])
-    if str(name).startswith('subclass_') and name[len('subclass_'):] in STRATEGIES:
-        return dict(kind='subclass', strategy=name[len('subclass_'):])
-    raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}, {list(PER_EPOCH_METHODS)}, subclass_<strategy> for every strategy of {list(STRATEGIES)}, and 'oversample_x<factor>' for another "
-                     "oversampling factor (e.g. 'oversample_x6')")
+    # subclass_*: the clusters of the trained f0 (the paper); pretrained_*: those of the pretrained weights f0 starts from
+    m = re.fullmatch(r'(subclass|pretrained)_(\w+)', str(name))
+    if m and f'subclass_{m[2]}' in PER_EPOCH_METHODS: spec = dict(kind='per_epoch', draw=m[2])
+    elif m and m[2] in STRATEGIES: spec = dict(kind='subclass', strategy=m[2])
+    else: raise ValueError(f"unknown method {name!r}; the methods are {list(METHODS)}, {list(PER_EPOCH_METHODS)}, subclass_<strategy> for every strategy "
+                           f"of {list(STRATEGIES)}, 'oversample_x<factor>' for another oversampling factor (e.g. 'oversample_x6'), and "
+                           "pretrained_<strategy or draw> (e.g. 'pretrained_dro') for the clusters of the pretrained weights before training")
+    return spec if m[1] == 'subclass' else dict(spec, clusters='pretrained')
 
 # %% ../nbs/07_experiments.ipynb #74205dbf
 def class_counts(labels, positions=None) -> dict:
@@ -158,11 +161,6 @@ def item_names(items) -> list:
     except ValueError: root = ''
     return [os.path.relpath(n, root) if root else n for n in names]
 
-def weights_hash(state:dict) -> str:
-    "A short hash of a model's state dict (to check that runs started from the same weights)"
-    h = hashlib.sha1()
-    for k, v in state.items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 # %% ../nbs/07_experiments.ipynb #9f86c75b
 class ExperimentRun:
@@ -347,6 +345,21 @@ def _per_epoch_run(ex:_Experiment, run:ExperimentRun, sel, start, start_hash, ta
     return ex.record(run, np.arange(len(ex.labels)), facts, start_hash, target_steps, score_learner(learn), sel,
                      epoch_items=int(dls.train.epoch_size))
 
+# %% ../nbs/07_experiments.ipynb #3a3f65c4
+def _subclass_runs(ex:_Experiment, runs, learn, seed, start, start_hash, target_steps, done:dict, before_training:bool=False):
+    "Train and record the subclass `runs` (one-shot and per-epoch) from one selection made through `learn`"
+    kw = {'pct': 80, **ex.select_kwargs}
+    # subclass_undersample restores torch's thread count, which UMAP's numba resets
+    sel0 = subclass_undersample(learn, ex.targets, None, runs[0].spec.get('strategy', 'closest'), seed=seed, progress=False,
+                                before_training=before_training, **kw)
+    for r in runs:
+        if r.spec['kind'] == 'per_epoch': done[r.name] = _per_epoch_run(ex, r, sel0, start, start_hash, target_steps)
+        else:
+            sel = sel0.reselect(r.spec['strategy'], kw['pct'], seed)
+            pos = sel.positions(ex.dls)[sel.keep]  # `keep` counts among the selection's keys: the items' places in ex.dls
+            lrn, facts = ex.train(r, pos, start, target_steps)
+            done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(lrn), sel)
+
 # %% ../nbs/07_experiments.ipynb #3bf8ad00
 def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     "Train and score the runs `todo` of one seed; records go into `done`"
@@ -356,7 +369,11 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     start_hash = weights_hash(start)
     base_batches = len(subset_dataloaders(ex.dls, everything).train)
     target_steps = (ex.recipe['freeze_epochs'] + ex.recipe['epochs']) * base_batches
-    needs_f0 = [r for r in todo if r.spec['kind'] in ('baseline', 'subclass', 'per_epoch')]
+    selected = [r for r in todo if r.spec['kind'] in ('subclass', 'per_epoch')]
+    pretrained = [r for r in selected if r.spec.get('clusters') == 'pretrained']
+    if pretrained:  # clustered through the weights f0 starts from, before any training: no f0 needed
+        _subclass_runs(ex, pretrained, ex.learner(everything, start), seed, start, start_hash, target_steps, done, before_training=True)
+    needs_f0 = [r for r in todo if r.spec['kind'] == 'baseline' or (r in selected and r not in pretrained)]
     if needs_f0:
         fn, base = ex.f0_path(seed), ExperimentRun('baseline', seed)
         if fn.exists() and not redo:
@@ -369,17 +386,7 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
         for r in needs_f0:
             if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
         sub = [r for r in needs_f0 if r.spec['kind'] in ('subclass', 'per_epoch')]
-        if sub:
-            kw = {'pct': 80, **ex.select_kwargs}
-            # subclass_undersample restores torch's thread count, which UMAP's numba resets
-            sel0 = subclass_undersample(f0, ex.targets, None, sub[0].spec.get('strategy', 'closest'), seed=seed, progress=False, **kw)
-            for r in sub:
-                if r.spec['kind'] == 'per_epoch': done[r.name] = _per_epoch_run(ex, r, sel0, start, start_hash, target_steps)
-                else:
-                    sel = sel0.reselect(r.spec['strategy'], kw['pct'], seed)
-                    pos = sel.positions(ex.dls)[sel.keep]  # `keep` counts among the selection's keys: the items' places in ex.dls
-                    learn, facts = ex.train(r, pos, start, target_steps)
-                    done[r.name] = ex.record(r, pos, facts, start_hash, target_steps, score_learner(learn), sel)
+        if sub: _subclass_runs(ex, sub, f0, seed, start, start_hash, target_steps, done)
     for r in todo:
         kind = r.spec['kind']
         if kind in ('baseline', 'subclass', 'per_epoch'): continue
@@ -409,6 +416,9 @@ def run_experiment(data, # an item table (path, label, is_valid) or fastai DataL
     dls, recipe, data_hash = _experiment_data(data, recipe, num_workers)
     labels = train_labels(dls)
     kinds = {r.spec['kind'] for r in runs}
+    if not recipe['pretrained'] and any(r.spec.get('clusters') == 'pretrained' for r in runs):
+        raise ValueError(f"the pretrained_* methods cluster the pretrained weights f0 starts from, but recipe['pretrained'] is False: "
+                         "use pretrained weights, or the subclass_* methods")
     targets = {str(c): int(m) for c, m in _resolve_targets(labels, n, kinds).items()}
     if 'oversample' in kinds: minority = list(minority) if minority is not None else minority_classes(labels, list(targets) or ())
     ex = _Experiment(dls, recipe, data_hash, targets, minority, dict(select_kwargs or {}), out_dir, verbose)

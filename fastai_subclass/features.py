@@ -16,7 +16,7 @@ from fastai.data.core import Datasets
 
 # %% auto #0
 __all__ = ['MAX_FEATURE_BYTES', 'candidate_layers', 'resolve_layers', 'sparse_projection', 'FeatureStore', 'local_extraction',
-           'extraction_shard', 'gather_rows', 'broadcast_object', 'atomic_write', 'feature_cache_path',
+           'extraction_shard', 'gather_rows', 'broadcast_object', 'weights_hash', 'atomic_write', 'feature_cache_path',
            'extract_features']
 
 # %% ../nbs/01_features.ipynb #2f4819e9
@@ -132,9 +132,16 @@ def broadcast_object(o, src:int=0):
     return box[0]
 
 # %% ../nbs/01_features.ipynb #0a1885f8
-def _hash_weights(model, h):
-    for k, v in model.state_dict().items():
-        h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+def _hash_state(state:dict, h):
+    "Feed every tensor of the state dict `state` (names and bytes) into the hash `h`"
+    for k, v in state.items(): h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
+
+def _hash_weights(model, h): _hash_state(model.state_dict(), h)
+
+def weights_hash(state:dict) -> str:
+    "A short hash of a model's state dict: runs that start from the same weights, or a selection and the model it was made with"
+    h = hashlib.sha1(); _hash_state(state, h)
+    return h.hexdigest()[:16]
 
 # %% ../nbs/01_features.ipynb #15365fed
 def _item_stamp(o, root='.') -> str:

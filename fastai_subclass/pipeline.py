@@ -12,13 +12,15 @@ import pandas as pd
 from fastai.torch_core import set_seed
 from fastcore.meta import delegates
 from .datasets import _counts_text, _class_counts
-from .select import subclass_undersample
+from .select import subclass_undersample, backbone_layers
+from .balanced import GroupDRO
 from .features import resolve_layers
 from .train import paper_recipe, item_dataloaders, learner_like, fit_recipe
 from .report import write_report, evaluate_learner
 
 # %% auto #0
-__all__ = ['ArgumentError', 'check_layer', 'training_text', 'fit_fu', 'worst_subclass_text', 'run_subclass_undersampling']
+__all__ = ['FU_TRAINING', 'ArgumentError', 'check_layer', 'training_text', 'fit_fu', 'worst_subclass_text',
+           'run_subclass_undersampling']
 
 # %% ../nbs/08a_pipeline.ipynb #57e24a8a
 class ArgumentError(ValueError):
@@ -44,15 +46,21 @@ def training_text(epochs, freeze_epochs, steps=None) -> str:
     return f"{epochs} epochs{f' after {freeze_epochs} frozen' if freeze_epochs else ''}" + (f" ({steps} optimizer steps)" if steps else '')
 
 # %% ../nbs/08a_pipeline.ipynb #03eb468d
-def fit_fu(sel, f0, recipe:dict, start:dict, seed=42, progress:bool=True, say=None) -> tuple:
-    "(f_u, how it was trained, a note or None): a fresh learner from the weights `start`, trained with `recipe` on the items `sel` kept of `f0.dls`"
+FU_TRAINING = ('kept', 'balanced', 'dro')
+
+def fit_fu(sel, f0, recipe:dict, start:dict, seed=42, progress:bool=True, say=None, how:str='kept') -> tuple:
+    "(f_u, how it was trained, a note or None): a fresh learner from the weights `start`, trained with `recipe` on what `sel` keeps of `f0.dls` (`how`: one of `FU_TRAINING`)"
+    if how not in FU_TRAINING: raise ArgumentError(f"f_u is trained on one of {FU_TRAINING}, got {how!r}")
     set_seed(seed, reproducible=True)
-    f_u = learner_like(sel.dataloaders(f0.dls), recipe, start)
+    f_u = learner_like(sel.dataloaders(f0.dls) if how == 'kept' else sel.balanced_dataloaders(f0.dls), recipe, start)
     fe, e, batches = recipe['freeze_epochs'], recipe['epochs'], len(f0.dls.train)
     steps = (fe + e) * batches if recipe['equal_steps'] else None
-    if say: say(f"f_u: {training_text(e, fe, steps)} on {len(f_u.dls.train_ds)} kept items")
-    facts = fit_recipe(f_u, recipe, steps, quiet=not progress, skip_valid=False)
-    how = f"{facts['epochs']} epochs of {facts['batches_per_epoch']} batches, {facts['steps']} optimizer steps"
+    on = (f"{len(f_u.dls.train_ds)} kept items" if how == 'kept' else f"a fresh subclass-balanced draw every epoch ({len(sel.keep)} "
+          f"items an epoch){', with group DRO over the subclasses' if how == 'dro' else ''}")
+    if say: say(f"f_u: {training_text(e, fe, steps)} on {on}")
+    with f_u.added_cbs(GroupDRO() if how == 'dro' else []):
+        facts = fit_recipe(f_u, recipe, steps, quiet=not progress, skip_valid=False)
+    how = f"{facts['epochs']} epochs of {facts['batches_per_epoch']} batches, {facts['steps']} optimizer steps, on {on}"
     note = (f"f_u was trained for as many optimizer steps as f0 ({steps}): {how}, against f0's {training_text(e, fe)} "
             f"of {batches} batches." if steps else None)
     return f_u, how, note
@@ -70,6 +78,7 @@ def _settings(items, dls, recipe, n, kwargs, cache, fu, extra=None) -> dict:
     return dict(extra or {}, **{k: v for k, v in recipe.items() if k not in ('aug', 'size', 'equal_steps')},
                 image_size=recipe['size'], n=n if not isinstance(n, dict) else _counts_text(pd.Series(n)),
                 classes=', '.join(classes) if classes else 'auto', layer=layer if isinstance(layer, str) else ', '.join(layer),
+                clustered='the pretrained backbone, before training' if kwargs.get('before_training') else 'f0, trained',
                 pct=kwargs.get('pct', 80), train_items=len(dls.train_ds), valid_items=len(dls.valid_ds),
                 valid_per_class=_counts_text(_class_counts(items, True)), feature_cache=cache, f_u=fu)
 
@@ -80,7 +89,7 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
                                n, # items to keep of each class to undersample, or {class: count}
                                recipe:dict|None=None, # the training recipe (`paper_recipe`'s keys); the paper's by default
                                seed=42, # seed of the split's loaders, the training and the selection
-                               train_fu:bool=False, # also train f_u on the kept items and score f0 and f_u
+                               train_fu:bool|str=False, # also train f_u and score f0 and f_u: True or 'kept' (the kept items), 'balanced' or 'dro' (see `fit_fu`)
                                num_workers:int=None, # DataLoader worker processes (fastai's default)
                                progress:bool=True, # show progress bars and training tables
                                report:dict|None=None, # `write_report`'s settings, notes, title, truth, ...
@@ -95,18 +104,34 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
     set_seed(seed, reproducible=True)
     f0 = learner_like(dls, recipe)
     check_layer(f0.model, kwargs.get('layer', 'auto'))  # before any training
+    fu_how = 'kept' if train_fu is True else train_fu
+    if fu_how and fu_how not in FU_TRAINING: raise ArgumentError(f"train_fu must be True, False or one of {FU_TRAINING}, got {train_fu!r}")
+    before_training = kwargs.get('before_training', False)
+    if before_training and not recipe['pretrained']:
+        raise ArgumentError("before_training clusters the weights f0 starts from, and random weights (pretrained=False) hold "
+                            "no subclasses: use pretrained weights, or cluster the trained f0 (before_training=False)")
+    if before_training:  # no 'linear' in an untrained head: its clear error, before any work
+        try: backbone_layers(f0.model, kwargs.get('layer', 'auto'))
+        except ValueError as e: raise ArgumentError(str(e)) from None
     start = deepcopy(f0.model.state_dict())  # where f_u starts too
+    def select():
+        "The selection through f0 as it is now, with what it tells the user"
+        cached = _cache_state(cache_dir)
+        sel = subclass_undersample(f0, n, seed=seed, progress=progress, cache_dir=cache_dir, **kwargs)
+        cache = 'off' if cache_dir is None else 'read from the cache' if _cache_state(cache_dir) == cached else 'extracted and cached'
+        say(f"features{' of the pretrained backbone, before training' if before_training else ''}: {cache}"
+            f"{'' if cache_dir is None else f' ({cache_dir})'}")
+        for c, cs in sel.classes.items(): say(f"{c}: {cs.k} subclasses in layer {cs.layer}, kept {len(cs.kept)} of {len(cs.idx)}")
+        return sel, cache
+    if before_training: sel, cache = select()
     say(f"f0: {recipe['arch']} ({'pretrained' if recipe['pretrained'] else 'random weights'}), "
         f"{training_text(recipe['epochs'], recipe['freeze_epochs'])} on {len(dls.train_ds)} training items")
     fit_recipe(f0, recipe, quiet=not progress, skip_valid=False)
-    before = _cache_state(cache_dir)
-    sel = subclass_undersample(f0, n, seed=seed, progress=progress, cache_dir=cache_dir, **kwargs)
-    cache = 'off' if cache_dir is None else 'read from the cache' if _cache_state(cache_dir) == before else 'extracted and cached'
-    say(f"features: {cache}{'' if cache_dir is None else f' ({cache_dir})'}")
-    for c, cs in sel.classes.items(): say(f"{c}: {cs.k} subclasses in layer {cs.layer}, kept {len(cs.kept)} of {len(cs.idx)}")
+    if before_training: sel.record_losses(f0)  # f0's losses, for the suspected label noise
+    else: sel, cache = select()
     models, fu = {'f0': f0}, 'not trained'
     if train_fu:
-        models['f_u'], fu, note = fit_fu(sel, f0, recipe, start, seed, progress, say)
+        models['f_u'], fu, note = fit_fu(sel, f0, recipe, start, seed, progress, say, fu_how)
         if note: notes.append(note)
     with _quiet(f0): metrics = {k: evaluate_learner(m) for k, m in models.items()}
     settings = _settings(items, dls, recipe, n, kwargs, cache, fu, report.pop('settings', None))

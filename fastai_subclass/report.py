@@ -208,7 +208,7 @@ def _class_section(cs, stem:str, figs:dict, truth:dict=None, evaluations:dict=No
     parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(cs.name))}</code></h2>',
              f"<p>{len(cs.kept)} of {len(cs.idx)} items kept, equally from each of its {cs.k} subclasses "
              f"(k-means in the layer <code>{html.escape(str(cs.layer))}</code>, silhouette {_fmt(sil)}).</p>"]
-    if cs.weak: parts.append(f'<p class="warn"><b>Weak clusters.</b> {html.escape(weak_message(cs.name, cs.layer, cs.strength))}</p>')
+    if cs.weak: parts.append(f'<p class="warn"><b>Weak clusters.</b> {html.escape(weak_message(cs.name, cs.layer, cs.strength, cs.before_training))}</p>')
     scores = cs.scores
     if any(scores.values()):
         ks = sorted({int(k) for s in scores.values() for k in s})

@@ -15,13 +15,14 @@ from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
 from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES
-from .features import extract_features, atomic_write, MAX_FEATURE_BYTES
+from .features import extract_features, resolve_layers, weights_hash, atomic_write, MAX_FEATURE_BYTES
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
 # %% auto #0
 __all__ = ['item_keys', 'unique_item_keys', 'row_file_reader', 'train_keys', 'valid_keys', 'dl_keys', 'take_items', 'ds_labels',
            'train_labels', 'valid_labels', 'subset_dataloaders', 'ClassSelection', 'SubclassSelection', 'class_targets',
-           'class_losses', 'assign_class', 'weak_message', 'subclass_undersample', 'SubclassSplitter']
+           'class_losses', 'assign_class', 'weak_message', 'backbone_layers', 'clustered_weights_hash',
+           'subclass_undersample', 'SubclassSplitter']
 
 # %% ../nbs/02_select.ipynb #84320f67
 def _rel(o, root=None) -> str:
@@ -133,6 +134,7 @@ class ClassSelection:
     valid_dist: np.ndarray|None = None  # their mean distance to their 15 nearest training items (PCA space)
     train_loss: np.ndarray|None = None  # f0's loss on every item of the class (in the order of `idx`)
     train_prob: np.ndarray|None = None  # f0's probability of the item's own class
+    before_training: bool = False  # clustered through an untrained learner (its pretrained backbone), not the trained f0
 
     @property
     def subclasses(self) -> Subclasses|None: return self.by_layer.get(self.layer)
@@ -173,6 +175,7 @@ class SubclassSelection:
         if len(keys) != len(labels): raise ValueError(f"{len(keys)} keys but {len(labels)} labels: give one label per item")
         store_attr('classes,strategy,seed,pct,n_pca')
         self.source_dls = None  # the DataLoaders f0 was trained on, where known (not saved in the CSV)
+        self.model_hash = None  # `weights_hash` of the model the classes were clustered through, where known
         self.keys, self.labels, self.path = list(keys), [str(o) for o in labels], None if path is None else str(path)
 
     @property
@@ -308,18 +311,38 @@ def assign_class(cs:ClassSelection, learn, items, keys, layer=None, seed=42, pro
     return cs
 
 # %% ../nbs/02_select.ipynb #301a2402
-def weak_message(cls, layer, strength:dict) -> str:
-    "What to tell the user when the subclasses found in `cls` are weak, and what to try"
+def weak_message(cls, layer, strength:dict, before_training:bool=False) -> str:
+    "What to tell the user when the subclasses found in `cls` are weak, and what to try (`before_training`: the selection clustered an untrained learner)"
+    tries = (["f0 fine-tuned from these weights (the paper's setting: `before_training=False`)", "the other backbone layer ('body' or 'pool')"]
+             if before_training else
+             ["f0 fine-tuned from pretrained weights (`subclass_learner(dls, arch, pretrained=True)`) or trained longer",
+              "with pretrained weights, their backbone before fine-tuning (`before_training=True`: on the known-subclass "
+              "benchmark its clusters matched the true subclasses better than f0's)",
+              "another layer (`layer='body'`, 'pool' or 'linear')"])
+    tries += ["strategy='cover', which does not rely on the clusters (with a fine-tuned f0 it kept rare subclasses best on the "
+              "known-subclass benchmark)", "or plain random undersampling for this class"]
     return (f"subclass_undersample: the clusters of class {cls!r} (layer {layer!r}) are weak: {strength['why']}. "
             "They are probably not real subclasses, and keeping equal shares of them keeps the subclasses no better than a "
-            "random draw. Try: f0 fine-tuned from pretrained weights (`subclass_learner(dls, arch, pretrained=True)`) or trained "
-            "longer; another layer (`layer='body'`, 'pool' or 'linear'); strategy='cover', which does not rely on the clusters "
-            "(with a fine-tuned f0 it kept rare subclasses best on the known-subclass benchmark); or plain random "
-            "undersampling for this class.")
+            "random draw. Try: " + '; '.join(tries) + '.')
+
+# %% ../nbs/02_select.ipynb #5fc65faa
+def backbone_layers(model, layer='auto'):
+    "`layer` without the head an untrained learner has: 'auto' gives every candidate but 'linear'; naming 'linear' is an error"
+    if isinstance(layer, (dict, torch.nn.Module)): return layer  # the user's own modules: theirs to choose
+    names = list(resolve_layers(model, layer)) if layer in ('auto', None) else [layer] if isinstance(layer, str) else list(layer)
+    if 'linear' in names and layer not in ('auto', None):
+        raise ValueError(f"layer={layer!r}: 'linear' is in the head, which is not trained yet (before_training=True); "
+                         "cluster 'body' or 'pool', or train the learner first")
+    return [l for l in names if l != 'linear']
+
+def clustered_weights_hash(model, before_training:bool=False) -> str:
+    "The `weights_hash` a selection keeps of the model it clustered through: before training, of the body only (a learner made again from the same pretrained weights gets another random head, which the body and pool layers do not use)"
+    body = before_training and isinstance(model, torch.nn.Sequential) and len(model) == 2
+    return weights_hash((model[0] if body else model).state_dict())
 
 # %% ../nbs/02_select.ipynb #1b316954
 @delegates(extract_features, keep=True, but=['layer', 'seed', 'progress'])
-def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on labelled, single-label DataLoaders
+def subclass_undersample(learn, # the trained model f0 (or, with `before_training`, a learner just made from pretrained weights), a fastai `Learner` on labelled, single-label DataLoaders
                          n, # items to keep of each class to undersample, or a dict {class: count}
                          classes=None, # the classes to undersample (default: every class with more than `n` items)
                          strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random', 'spread' (covering each subclass) or 'cover' (the whole class, ignoring the subclasses)
@@ -330,10 +353,12 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
                          n_pca:int=50, # PCA dimensions before UMAP
                          check:bool=True, # check that the clusters are real (`cluster_strength`) and warn where they are weak
                          progress:bool=True, # show progress bars
+                         before_training:bool=False, # `learn` is not trained yet (just made from pretrained weights): cluster its backbone ('body', 'pool'), keep no losses
                          **kwargs) -> SubclassSelection:
-    "Cluster each majority class of trained `learn` into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
+    "Cluster each majority class of trained `learn` (or, `before_training`, of its pretrained backbone) into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
+    if before_training: layer = backbone_layers(learn.model, layer)
     dls = learn.dls
     labels, keys = train_labels(dls), train_keys(dls)
     vlabels, vkeys, vitems = np.asarray(valid_labels(dls)), valid_keys(dls), dls.valid_ds.items
@@ -349,19 +374,31 @@ def subclass_undersample(learn, # the trained model f0, a fastai `Learner` on la
             best = _best_layer(by_layer)
             sc = by_layer[best]
             strength = cluster_strength(feats[best], ks, n_pca, seed, subclasses=sc, **kwargs) if check else None
-            if check and strength['weak']: warnings.warn(weak_message(c, best, strength), stacklevel=2)
-            cs = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength, tuple(feats))
+            if check and strength['weak']: warnings.warn(weak_message(c, best, strength, before_training), stacklevel=2)
+            cs = ClassSelection(c, idx, best, sc.labels, select_samples(sc, m, strategy, pct, seed), by_layer, strength, tuple(feats),
+                                before_training=before_training)
             # f0's view of the class beyond the selection: its validation items placed in the subclasses (extracted as
             # the training items were), and its loss on every training item (for suspected label noise)
             vidx = np.flatnonzero(vlabels == c)
             assign_class(cs, learn, take_items(vitems, vidx), [vkeys[i] for i in vidx], layer, seed, progress, **ext_kw)
-            cs.train_loss, cs.train_prob = class_losses(learn, take_items(items, idx))
+            # an untrained head has no meaningful loss: `sel.record_losses(f0)` once f0 is trained
+            if not before_training: cs.train_loss, cs.train_prob = class_losses(learn, take_items(items, idx))
             res[c] = cs
     # UMAP's numba resets the thread count torch shares with it; a user's torch.set_num_threads must survive
     finally: torch.set_num_threads(n_threads)
     sel = SubclassSelection(keys, labels, res, strategy, seed, pct, dls.path, n_pca)
-    sel.source_dls = dls
+    sel.source_dls, sel.model_hash = dls, clustered_weights_hash(learn.model, before_training)
     return sel
+
+# %% ../nbs/02_select.ipynb #d9c6ed10
+@patch
+def record_losses(self:SubclassSelection, f0, classes=None) -> SubclassSelection:
+    "Keep trained `f0`'s loss and probability of the label on every training item of each undersampled class (of `classes`), as `subclass_undersample` does"
+    pos = self.positions(f0.dls)  # the training items by key: a clear error for other loaders
+    for c in classes or self.classes:
+        cs = self.classes[c]
+        cs.train_loss, cs.train_prob = class_losses(f0, take_items(f0.dls.train_ds.items, pos[cs.idx]))
+    return self
 
 # %% ../nbs/02_select.ipynb #f1dd9fcd
 @patch
@@ -428,8 +465,8 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
         cluster[cs.idx], layer[cs.idx] = cs.labels, cs.layer
         if cs.subclasses is not None: xy[cs.idx] = cs.subclasses.embedding
     kept = np.zeros(n, bool); kept[self.keep] = True
-    meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path, n_pca=self.n_pca,
-                classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
+    meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path, n_pca=self.n_pca, model_hash=self.model_hash,
+                classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, before_training=cs.before_training, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
                                  scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()},
                                  strength=None if cs.strength is None else {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in cs.strength.items()})
                          for c, cs in self.classes.items()})
@@ -457,7 +494,8 @@ def _class_from_rows(c, g, pos, m) -> ClassSelection:
         by_layer[layer] = Subclasses(labels, int(m['k']), np.asarray(m['centers'], np.float32), emb,
                                      {int(k): v for k, v in (m.get('scores') or {}).items()})
     return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer,
-                          None if m is None else m.get('strength'), tuple((m or {}).get('layers') or ()))
+                          None if m is None else m.get('strength'), tuple((m or {}).get('layers') or ()),
+                          before_training=bool((m or {}).get('before_training', False)))
 
 # %% ../nbs/02_select.ipynb #8cde70e4
 @patch(cls_method=True)
@@ -477,6 +515,7 @@ def from_csv(cls:SubclassSelection, fname, dls=None, root=None) -> SubclassSelec
                for c, g in df[df['cluster'].notna()].groupby('class', sort=False)}
     sel = cls(df['item'].tolist(), df['class'].tolist(), classes, meta.get('strategy', 'closest'), meta.get('seed'),
               meta.get('pct', 80), root if root is not None else (dls.path if dls is not None else meta.get('path')), meta.get('n_pca', 50))
+    sel.model_hash = meta.get('model_hash')
     if dls is not None: sel.positions(dls, root)  # every item there, with the same class: a clear error if not
     return sel
 

@@ -288,8 +288,11 @@ class SubclassUndersampling(Callback):
     "Train f0 with your own `fine_tune`/`fit_one_cycle` call; at its end undersample by subclass and train a fresh f_u the same way"
     order = 90  # after the recorder, progress and schedulers have closed f0's fit
     _stateattrs = ('start', 'fits', 'call')  # f0's starting weights and fits are not pickled with the learner
-    @delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'pct', 'seed'])
+    @delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'pct', 'seed', 'before_training'])
     def __init__(self, n, classes=None, strategy='closest', layer='auto', pct=80, seed=42, **kwargs):
+        if kwargs.get('before_training'):
+            raise ValueError("SubclassUndersampling selects once f0 is trained; to cluster the pretrained backbone, call "
+                             "`subclass_undersample(learn, n, before_training=True)` before training, then `sel.dataloaders(dls)`")
         store_attr('n,classes,strategy,layer,pct,seed'); self.select_kwargs = kwargs
         self._reset()
 
@@ -338,7 +341,7 @@ class SubclassUndersampling(Callback):
 
 # %% ../nbs/06_train.ipynb #5f641797
 @patch
-@delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'pct', 'seed'])
+@delegates(subclass_undersample, but=['learn', 'n', 'classes', 'strategy', 'layer', 'before_training', 'pct', 'seed'])
 def subclass_fine_tune(self:Learner, epochs:int=PAPER_RECIPE['epochs'], base_lr:float=PAPER_RECIPE['lr'],
                        freeze_epochs:int=PAPER_RECIPE['freeze_epochs'], n=None, classes=None, strategy:str='closest',
                        layer='auto', pct:float=80, seed=42, fine_tune_kwargs:dict=None, **kwargs) -> SubclassSelection:

@@ -180,6 +180,8 @@ def test_missing_csv(capsys, tmp_path):
     ((), 'the following arguments are required: --n'),
     (('--n', 'a=5', '--classes', 'a'), '--classes is for a single --n'),
     (('--n', 10, '--no-cache', '--refresh'), '--no-cache'),
+    (('--n', 10, '--before-training', '--no-pretrained'), '--before-training clusters the pretrained weights'),
+    (('--n', 10, '--fu-training', 'dro'), '--fu-training is about f_u'),
     (('--n', 10, '--csv', 'x.csv', '--layout', 'fisheries'), '--csv and --layout'),
 ])
 def test_bad_arguments(capsys, small_data, args, words):
@@ -293,3 +295,23 @@ def test_presize_trains_on_copies_in_the_given_folder(capsys, tmp_path, one_thre
     assert {Image.open(f).size for f in copies[:10]} == {(size, size)}
     kept = pd.read_csv(tmp_path/'out'/'kept_items.csv')
     assert kept.iloc[:, 0].astype(str).str.contains(f'px/{size}px/').all()
+
+def test_before_training_clusters_the_weights_f0_starts_from(capsys, tmp_path, one_thread):
+    "--before-training: the selection is made through the loaded weights file before f0 trains (body/pool only), f0's losses kept after"
+    import torch, torchvision
+    wfile = tmp_path/'resnet18.pth'
+    torch.manual_seed(0); torch.save(torchvision.models.resnet18().state_dict(), wfile)
+    args = (SAMPLE, '--n', 60, '--arch', 'resnet18', '--weights-file', wfile, '--size', 32, '--epochs', 1, '--freeze-epochs', 0,
+            '--out', tmp_path/'out', '--quiet', '--num-workers', 0, '--train-fu', '--fu-training', 'dro', '--before-training')
+    code, err = _cli(capsys, *args)
+    assert code == EXIT_OK, err
+    sel = pd.read_csv(tmp_path/'out'/'selection.csv')
+    assert set(sel[sel['class'] == 'vehicle'].layer) <= {'body', 'pool'}  # the untrained head is not clustered
+    assert (sel['class'] == 'vehicle').sum() == 240 and sel[sel['class'] == 'vehicle'].kept.sum() == 60
+    assert 'the pretrained backbone, before training' in (tmp_path/'out'/'index.html').read_text()
+    assert (tmp_path/'out'/'outliers.csv').exists()  # f0's losses were kept after its training (the report needs them)
+    assert {'f0', 'f_u'} <= set(pd.read_csv(tmp_path/'out'/'metrics.csv').columns)  # f_u trained (balanced draws, group DRO)
+    assert 'with group DRO over the subclasses' in (tmp_path/'out'/'index.html').read_text()
+    code, err = _cli(capsys, *args[:-1], '--overwrite', '--before-training', '--layer', 'linear')
+    assert code == EXIT_ARGS
+    assert "'linear' is in the head" in _one_error_line(err)

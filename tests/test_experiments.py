@@ -156,3 +156,33 @@ def test_per_epoch_methods_draw_every_epoch(items, tmp_path):
         assert np.isfinite(rec['scores']['mean_roc_auc'])
     # the same starting weights and steps as every method of the seed
     assert len({json.loads(f.read_text())['start_hash'] for f in (tmp_path/'runs').glob('*.json')}) == 1
+
+def test_pretrained_methods_cluster_the_starting_weights(items, tmp_path, monkeypatch):
+    "pretrained_*: selected through the weights every method starts from, before training and without f0; refused from random weights"
+    import torch, torchvision
+    import fastai_subclass.experiments as E
+    wfile = tmp_path/'resnet18.pth'
+    torch.manual_seed(0); torch.save(torchvision.models.resnet18().state_dict(), wfile)
+    with pytest.raises(ValueError, match="recipe\\['pretrained'\\] is False"):
+        run_experiment(items, ['pretrained_dro'], seeds=(0,), n={'vehicle': 60}, out_dir=tmp_path/'a', recipe=TINY, verbose=False)
+    calls = []
+    real = E.subclass_undersample
+    def spy(learn, *a, **kw):
+        calls.append((kw.get('before_training'), {k: v.clone() for k, v in learn.model.state_dict().items()}))
+        return real(learn, *a, **kw)
+    monkeypatch.setattr(E, 'subclass_undersample', spy)
+    recipe = dict(TINY, pretrained=True, weights_file=str(wfile))
+    res = run_experiment(items, ['pretrained_closest', 'pretrained_dro'], seeds=(0,), n={'vehicle': 60}, out_dir=tmp_path/'b',
+                         recipe=recipe, select_kwargs=FAST_SELECT, verbose=False)
+    assert list(res.runs.method) == ['pretrained_closest', 'pretrained_dro']
+    assert not (tmp_path/'b'/'models').exists() or not list((tmp_path/'b'/'models').glob('f0-*'))  # no f0 was trained
+    assert len(calls) == 1 and calls[0][0] is True  # one selection for both, made before training
+    start = torch.load(wfile)
+    body = {k[len('0.'):]: v for k, v in calls[0][1].items() if k.startswith('0.')}  # the body of the selecting model ...
+    torchvision_keys = [k for k in start if not k.startswith('fc.')]
+    assert len(body) == len(torchvision_keys)
+    assert all(torch.equal(a, start[k]) for a, k in zip(body.values(), torchvision_keys))  # ... is the weights file, untrained
+    for m in res.runs.method:
+        rec = json.loads((tmp_path/'b'/'runs'/f'{m}-seed0.json').read_text())
+        assert np.isfinite(rec['scores']['mean_roc_auc'])
+    assert json.loads((tmp_path/'b'/'runs'/'pretrained_closest-seed0.json').read_text())['n_train'] == 180
