@@ -6,12 +6,15 @@
 Data: two compositions of CIFAR-10 *test* images (bench/discovery_common.py): a majority class made of real classes in
 skewed proportions (A 8:4:2:1, B 5:1:1 whose subclasses the stand-in never saw) and minority look-alike classes.
 f0: from scratch, and fine-tuned from an offline stand-in for ImageNet weights with the paper's recipe (bs 25,
-freeze 3 + unfreeze 8). For every composition / setting / seed and hooked layer it scores the library's chain
+freeze 3 + unfreeze 8); and `pretrained`: the stand-in's own body / pool before any fine-tuning (what
+`subclass_undersample(..., before_training=True)` clusters). For every composition / setting / seed and layer it scores the library's chain
 (`find_subclasses`: the paper's) against the true subclasses: chosen k, silhouette, ARI, NMI, `cluster_strength`,
 and the coverage of the kept set (for each true subclass kept / (n / #subclasses), the minimum) for each strategy,
-next to random undersampling (median of 20 draws) and an oracle (n / #subclasses of each: coverage 1). Then f_u
+next to random undersampling (median of 20 draws) and an oracle (n / #subclasses of each: coverage 1), and the ceiling of
+the layer (`probe_ceiling`: what a classifier trained on the true subclasses gets from the same features). Then f_u
 (stand-in setting) for random undersampling, the oracle and subclass undersampling with the paper's `closest` and
-with `spread` and `cover`, 3 seeds: mean ROC AUC and the recall of the worst true subclass, medians and paired differences.
+with `spread` and `cover`, and on the pretrained clusters with `closest` and `spread`, 3 seeds: mean ROC AUC and the
+recall of the worst true subclass, medians and paired differences.
 Tables: bench/out/discovery/*.csv, copied to nbs/discovery/ for nbs/11_discovery.ipynb.
 """
 import argparse, functools, json, shutil, sys, warnings
