@@ -45,6 +45,10 @@ def random_draw(m:int, n:int, seed:int) -> np.ndarray:
     "Random undersampling: a seeded draw of n of m items"
     return np.sort(np.random.default_rng(seed).choice(m, n, replace=False))
 
+def random_coverage(truth, n:int) -> float:
+    "Random undersampling's coverage: the median over `DRAWS` seeded draws of n items"
+    return float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)]))
+
 def oracle_keep(truth, n:int, seed:int) -> np.ndarray:
     "n / #subclasses items of every true subclass, at random"
     from fastai_subclass.core import cluster_quotas
@@ -101,7 +105,7 @@ def cluster_rows(comp:str, setting:str, seed:int) -> list:
     truth = f['subclass']
     by_layer, rows = cluster_layers(comp, setting, seed), []
     chosen = paper_layer(by_layer)
-    rand = float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)]))
+    rand = random_coverage(truth, n)
     for layer, sc in by_layer.items():
         strength = cluster_strength(f[keys[layer]], seed=seed)
         row = dict(comp=comp, setting=setting, seed=seed, layer=layer, chosen=layer == chosen, k=sc.k,
@@ -137,10 +141,14 @@ def fu_rows(comp:str, seed:int) -> list:
                          **{k: v for k, v in s.items() if k.startswith('recall_')}))
     return rows
 
+def per_seed_diff(fu:pd.DataFrame, metric:str, base:str='random') -> pd.DataFrame:
+    "Each method's `metric` minus `base`'s on the same composition and seed (rows: composition, seed)"
+    wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
+    return wide.sub(wide[base], axis=0).drop(columns=base)
+
 def paired(fu:pd.DataFrame, metric:str, base:str='random') -> pd.DataFrame:
     "Median over seeds of each method's `metric` minus `base`'s on the same composition and seed"
-    wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
-    return wide.sub(wide[base], axis=0).drop(columns=base).groupby('comp').median()
+    return per_seed_diff(fu, metric, base).groupby('comp').median()
 
 def plot_maps(seed:int=0, fname='maps.png'):
     "For each composition (stand-in f0, the paper's layer): the 2-D map by true subclass, and the items `closest` / `spread` keep"

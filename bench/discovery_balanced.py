@@ -124,7 +124,7 @@ MORE_SEEDS = (3, 4)
 
 def more_seeds(seeds=MORE_SEEDS, methods=('pretrained_dro', 'subclass_dro')):
     "A check beyond the benchmark's 3 seeds: `methods` and random undersampling on further seeds (f0 trained for each), paired to random"
-    from discovery import fu_methods
+    from discovery import fu_methods, per_seed_diff
     from discovery_fu import train_fu
     rows = []
     with warnings.catch_warnings():
@@ -139,14 +139,14 @@ def more_seeds(seeds=MORE_SEEDS, methods=('pretrained_dro', 'subclass_dro')):
     fu.to_csv(DOCS/'fu_more_seeds.csv', index=False)  # per-seed rows, for nbs/11_discovery.ipynb
     print(f"Seeds {', '.join(map(str, SEEDS + tuple(seeds)))}: each method minus random undersampling, per seed")
     for metric in ('worst_subclass_recall', 'mean_roc_auc'):
-        wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
-        diff = wide[list(methods)].sub(wide['random'], axis=0)
+        diff = per_seed_diff(fu, metric)[list(methods)]
         print(f"\n{metric}\n" + diff.round(3).to_string() + "\nmedian\n" + diff.groupby('comp').median().round(3).to_string())
 
 ETAS = (0.003, 0.03)
 
 def eta_check(etas=ETAS, method='pretrained_dro'):
     "`method` with other DRO step sizes (seeds 0-2), paired to random undersampling"
+    from discovery import paired
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         for eta in etas:
@@ -157,9 +157,7 @@ def eta_check(etas=ETAS, method='pretrained_dro'):
     DOCS.mkdir(parents=True, exist_ok=True)
     fu.to_csv(DOCS/'fu_dro_eta.csv', index=False)  # per-seed rows, for nbs/11_discovery.ipynb
     print(f"{method} with eta {', '.join(str(dro_eta(n)[1]) for n in names)}: minus random undersampling, median over seeds {SEEDS}")
-    for metric in ('worst_subclass_recall', 'mean_roc_auc'):
-        wide = fu.pivot_table(index=['comp', 'seed'], columns='method', values=metric)
-        print(f"\n{metric}\n" + wide[names].sub(wide['random'], axis=0).groupby('comp').median().round(3).to_string())
+    for metric in ('worst_subclass_recall', 'mean_roc_auc'): print(f"\n{metric}\n" + paired(fu, metric)[names].round(3).to_string())
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
-from discovery import coverage, probe_ceiling, paper_layer, random_draw, DRAWS, SEEDS
+from discovery import coverage, probe_ceiling, paper_layer, random_coverage, SEEDS
 from standin import make_standin, standin_path, OUT as STANDIN_OUT
 
 def standin_features(comp:str, weights) -> dict:
@@ -38,7 +38,7 @@ def score(comp:str, feats:dict, seed:int) -> dict:
     layer = paper_layer(by_layer); sc = by_layer[layer]
     return dict(comp=comp, seed=seed, layer=layer, k=sc.k, ari=adjusted_rand_score(truth, sc.labels),
                 **{f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in ('closest', 'spread', 'random')},
-                coverage_random_undersampling=float(np.median([coverage(random_draw(len(truth), n, d), truth, n) for d in range(DRAWS)])),
+                coverage_random_undersampling=random_coverage(truth, n),
                 **probe_ceiling(feats[layer], truth, n, seed))
 
 def main(argv=None):

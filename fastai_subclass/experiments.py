@@ -371,10 +371,10 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
     target_steps = (ex.recipe['freeze_epochs'] + ex.recipe['epochs']) * base_batches
     selected = [r for r in todo if r.spec['kind'] in ('subclass', 'per_epoch')]
     pretrained = [r for r in selected if r.spec.get('clusters') == 'pretrained']
+    from_f0, baseline = [r for r in selected if r not in pretrained], [r for r in todo if r.spec['kind'] == 'baseline']
     if pretrained:  # clustered through the weights f0 starts from, before any training: no f0 needed
         _subclass_runs(ex, pretrained, ex.learner(everything, start), seed, start, start_hash, target_steps, done, before_training=True)
-    needs_f0 = [r for r in todo if r.spec['kind'] == 'baseline' or (r in selected and r not in pretrained)]
-    if needs_f0:
+    if baseline or from_f0:
         fn, base = ex.f0_path(seed), ExperimentRun('baseline', seed)
         if fn.exists() and not redo:
             f0 = ex.learner(everything, _load_weights(fn))
@@ -383,10 +383,8 @@ def _run_seed(ex:_Experiment, seed, todo, done:dict, redo:bool=False):
         else:
             f0, f0_facts = ex.train(base, everything, start, target_steps)
             _save_weights(f0.model.state_dict(), fn)
-        for r in needs_f0:
-            if r.spec['kind'] == 'baseline': done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
-        sub = [r for r in needs_f0 if r.spec['kind'] in ('subclass', 'per_epoch')]
-        if sub: _subclass_runs(ex, sub, f0, seed, start, start_hash, target_steps, done)
+        for r in baseline: done[r.name] = ex.record(r, everything, f0_facts, start_hash, target_steps, score_learner(f0))
+        if from_f0: _subclass_runs(ex, from_f0, f0, seed, start, start_hash, target_steps, done)
     for r in todo:
         kind = r.spec['kind']
         if kind in ('baseline', 'subclass', 'per_epoch'): continue
