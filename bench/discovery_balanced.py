@@ -22,13 +22,13 @@ Each run's scores go to `bench/out/discovery/<comp>/fu-<method>-seed<s>.json`; t
 the cached runs of bench/discovery.py. The per-seed table goes to nbs/discovery/fu_balanced.csv (shown in
 nbs/02b_balanced.ipynb).
 """
-import argparse, json, os, sys, time, warnings
+import argparse, json, os, sys, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
 from discovery_f0 import make_f0, SEEDS
-from discovery_fu import fu_path
+from discovery_fu import fu_path, cached_run
 
 DOCS = ROOT/'nbs'/'discovery'
 
@@ -68,26 +68,22 @@ def dro_eta(method:str) -> tuple:
 
 def train_epochwise(comp:str, method:str, seed:int, threads:int=int(os.environ.get("BENCH_THREADS", 1))) -> dict:
     "Scores of f_u trained with `method`'s per-epoch draw from the whole training set (cached)"
-    fn = fu_path(comp, method, seed)
-    method, eta = dro_eta(method)
-    if fn.exists(): return json.loads(fn.read_text())
-    torch.set_num_threads(threads)
-    items = composition_items(comp)
-    dls = item_dls(items, seed)
-    sel = selection(comp, seed, dls, 'truth' if method.startswith('oracle') else 'none' if method in ('random_balanced', 'class_dro') else
-                    'pretrained' if method.startswith('pretrained') else 'clusters')
-    bdls = sel.weighted_dataloaders(dls) if method == 'subclass_weighted' else sel.balanced_dataloaders(dls)
+    base, eta = dro_eta(method)
+    def train():
+        from fastai_subclass.balanced import GroupDRO
+        items = composition_items(comp)
+        dls = item_dls(items, seed)
+        sel = selection(comp, seed, dls, 'truth' if base.startswith('oracle') else 'none' if base in ('random_balanced', 'class_dro') else
+                        'pretrained' if base.startswith('pretrained') else 'clusters')
+        bdls = sel.weighted_dataloaders(dls) if base == 'subclass_weighted' else sel.balanced_dataloaders(dls)
+        return train_drawn(items, comp, seed, sel, bdls, GroupDRO(eta) if base in DRO else None)
+    return cached_run(comp, method, seed, train, threads)
+
+def train_drawn(items, comp:str, seed:int, sel, bdls, cbs=None, **train_kw) -> tuple:
+    "(f_u trained on the per-epoch draws of `bdls`, the facts of those draws), as `cached_run` wants them"
     steps = len(bdls.train)
-    from fastai_subclass.balanced import GroupDRO
-    t = time.time()
-    learn = train_model(items, 'standin', comp, seed, dls=bdls, cbs=GroupDRO(eta) if method in DRO else None)
-    scores = test_scores(learn, items)
-    scores.update(worst_subclass_recall=worst_subclass_recall(scores, comp), kept=int(len(sel.keep)), steps_per_epoch=steps,
-                  epochs_drawn=int(learn.dls.train.epoch), train_s=round(time.time() - t))
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(scores, indent=1)); tmp.replace(fn)
-    print(f"{comp} {method} seed {seed}: {scores}", flush=True)
-    return scores
+    learn = train_model(items, 'standin', comp, seed, dls=bdls, cbs=cbs, **train_kw)
+    return learn, dict(kept=int(len(sel.keep)), steps_per_epoch=steps, epochs_drawn=int(learn.dls.train.epoch))
 
 def cached_rows(methods=SHOWN) -> pd.DataFrame:
     "One row per cached f_u run (composition, seed, method): mean ROC AUC and worst-true-subclass recall"

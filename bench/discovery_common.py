@@ -43,22 +43,24 @@ def standin_file(comp:str, standin_dir=None) -> Path:
     if not fn.exists(): raise FileNotFoundError(f"{fn} is missing: make it with `python bench/standin.py`")
     return fn
 
-def item_dls(items:pd.DataFrame, seed:int=0):
-    "fastai DataLoaders of an item table (path, label, is_valid, subclass) with the paper's augmentations at 32 px"
-    from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, ColReader, ColSplitter, set_seed
+def item_dls(items:pd.DataFrame, seed:int=0, size:int=SIZE):
+    "fastai DataLoaders of an item table (path, label, is_valid, subclass) with the paper's augmentations at `size` px (32: as stored)"
+    from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, ColReader, ColSplitter, Resize, set_seed
     from fastai_subclass.train import paper_aug_transforms
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=ColReader('path'), get_y=ColReader('label'),
-                      splitter=ColSplitter('is_valid'), batch_tfms=paper_aug_transforms(flip_vert=False))
+                      splitter=ColSplitter('is_valid'), item_tfms=None if size == SIZE else Resize(size),
+                      batch_tfms=paper_aug_transforms(flip_vert=False))
     set_seed(seed, reproducible=True)
     return block.dataloaders(items.reset_index(drop=True), bs=BS, num_workers=0)
 
-def train_model(items:pd.DataFrame, setting:str, comp:str, seed:int, keep_start:bool=False, dls=None, cbs=None):
-    "A ResNet18 trained on the training rows of `items` (or on `dls`, e.g. a per-epoch draw from them) with the recipe of `setting` ('standin' or 'scratch')"
+def train_model(items:pd.DataFrame, setting:str, comp:str, seed:int, keep_start:bool=False, dls=None, cbs=None, weights=None, size:int=SIZE):
+    """A ResNet18 trained on the training rows of `items` (or on `dls`, e.g. a per-epoch draw from them) with the recipe of
+    `setting` ('standin' or 'scratch'); `weights`: another stand-in file than the composition's, read at `size` px"""
     from fastai.vision.all import set_seed, resnet18
     from fastai_subclass.train import subclass_learner
-    if dls is None: dls = item_dls(items, seed)
+    if dls is None: dls = item_dls(items, seed, size)
     set_seed(seed, reproducible=True)
-    learn = (subclass_learner(dls, resnet18, weights_file=standin_file(comp), lr=LR, cbs=cbs) if setting == 'standin' else
+    learn = (subclass_learner(dls, resnet18, weights_file=weights or standin_file(comp), lr=LR, cbs=cbs) if setting == 'standin' else
              subclass_learner(dls, resnet18, pretrained=False, lr=LR, cbs=cbs))
     if keep_start: learn.start_state = deepcopy(learn.model.state_dict())
     r = RECIPES[setting]

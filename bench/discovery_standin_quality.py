@@ -1,30 +1,39 @@
-"""Does a better stand-in find the subclasses better? The `pretrained` setting of the benchmark with stand-ins trained longer.
+"""Does a better stand-in find the subclasses better? The `pretrained` setting of the benchmark with stand-ins trained longer or larger.
 
-    python bench/discovery_standin_quality.py --epochs 90     # trains the two stand-ins for 90 epochs (cached), then scores them
+    python bench/discovery_standin_quality.py --epochs 90              # the two stand-ins trained 90 epochs (cached), then scored
+    python bench/discovery_standin_quality.py --epochs 30 --size 64    # trained (and clustered) at 64 px, the images upsampled
 
-bench/standin.py's stand-ins train 30 epochs (validation accuracy 0.743 / 0.821). Here the same stand-ins trained for
-`--epochs` go to bench/out/standin-e<epochs>/, and the majority class of each composition is clustered through each
+bench/standin.py's stand-ins train 30 epochs at 32 px (validation accuracy 0.743 / 0.821). Here the same stand-ins trained for
+`--epochs` at `--size` px go to bench/out/standin-e<epochs>/ (bench/out/standin-s<size>-e<epochs>/ for another size), and
+the majority class of each composition is clustered through each
 stand-in's own backbone before any fine-tuning (`subclass_undersample(..., before_training=True)` does this), as the
 `pretrained` setting of bench/discovery.py does: for seeds 0-2, the chosen layer's k, ARI, coverage of `closest`,
-`spread` and `random`, and the probe ceilings (bench/discovery.py `probe_ceiling`). Prints both stand-ins side by side.
+`spread` and `random`, and the probe ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size
+the stand-in was trained at. Prints the benchmark's stand-ins and these side by side; the table goes to
+nbs/discovery/standin_quality.csv (standin_quality_s<size>.csv for another size).
 """
-import argparse, json, sys, warnings
+import argparse, functools, json, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
-from discovery import coverage, probe_ceiling, paper_layer, random_coverage, SEEDS
+from discovery import coverage, probe_ceiling, paper_layer, random_coverage, save, SEEDS
 from standin import make_standin, standin_path, OUT as STANDIN_OUT
 
-def standin_features(comp:str, weights) -> dict:
-    "{'body', 'pool', 'subclass'}: the majority class's training items through the stand-in `weights`, before any training"
+def variant_dir(epochs:int, size:int=SIZE) -> Path:
+    "Where the stand-ins trained `epochs` at `size` px are kept: bench/standin.py's own for 30 epochs at 32 px"
+    if (epochs, size) == (30, SIZE): return STANDIN_OUT
+    return STANDIN_OUT.parent/(f'standin-e{epochs}' if size == SIZE else f'standin-s{size}-e{epochs}')
+
+def standin_features(comp:str, weights, size:int=SIZE) -> dict:
+    "{'body', 'pool', 'subclass'}: the majority class's training items at `size` px through the stand-in `weights`, before any training"
     from fastai.vision.all import resnet18
     from fastai_subclass.train import subclass_learner
     from fastai_subclass.features import extract_features
     items = composition_items(comp)
     train = items[~items.is_valid].reset_index(drop=True)
     maj = train[train.label == MAJORITY]
-    learn = subclass_learner(item_dls(items, 0), resnet18, weights_file=weights)
+    learn = subclass_learner(item_dls(items, 0, size), resnet18, weights_file=weights)
     return {**extract_features(learn, maj, ['body', 'pool'], progress=False), 'subclass': maj.subclass.to_numpy().astype(str)}
 
 def score(comp:str, feats:dict, seed:int) -> dict:
@@ -41,23 +50,73 @@ def score(comp:str, feats:dict, seed:int) -> dict:
                 coverage_random_undersampling=random_coverage(truth, n),
                 **probe_ceiling(feats[layer], truth, n, seed))
 
+FU_METHODS = ('random', 'pretrained_spread', 'pretrained_dro')
+
+def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list:
+    """f_u fine-tuned from the stand-in `weights` at `size` px (the benchmark's recipe), for random undersampling and, on the
+    clusters of that stand-in before fine-tuning, `spread`'s kept set and the per-epoch draws with group DRO; one row each (cached)"""
+    from fastai.vision.all import resnet18
+    from fastai_subclass.train import subclass_learner
+    from fastai_subclass.select import subclass_undersample
+    from fastai_subclass.balanced import GroupDRO
+    from discovery import random_draw
+    from discovery_balanced import train_drawn, DRO_ETA
+    from discovery_fu import train_fu, cached_run
+    items, n = composition_items(comp), COMPOSITIONS[comp]['n']
+    m = int(((items.label == MAJORITY) & ~items.is_valid).sum())
+    @functools.cache
+    def selected():
+        "(the loaders, the library's selection through the stand-in before training: `spread`, the paper's chain otherwise)"
+        dls = item_dls(items, seed, size)
+        learn = subclass_learner(dls, resnet18, weights_file=weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            return dls, subclass_undersample(learn, n, classes=[MAJORITY], strategy='spread', seed=seed, progress=False, check=False,
+                                             before_training=True)
+    def spread():
+        dls, sel = selected()
+        return train_model(items, 'standin', comp, seed, dls=sel.dataloaders(dls), weights=weights, size=size), dict(kept=int(len(sel.keep)))
+    def dro():
+        dls, sel = selected()
+        return train_drawn(items, comp, seed, sel, sel.balanced_dataloaders(dls), GroupDRO(DRO_ETA), weights=weights, size=size)
+    runs = {'random': train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
+            'pretrained_spread': cached_run(comp, f'pretrained_spread-{tag}', seed, spread, threads),
+            'pretrained_dro': cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads)}
+    return [dict(comp=comp, seed=seed, method=k, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],
+                 accuracy=r['accuracy'], train_s=r['train_s']) for k, r in runs.items()]
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--epochs', type=int, default=90)
+    p.add_argument('--size', type=int, default=SIZE, help="px the stand-ins are trained and read at (the images upsampled)")
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--fu', action='store_true', help=f"also train f_u from the --epochs/--size stand-ins: {', '.join(FU_METHODS)}, seeds {SEEDS}")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = []
-    for epochs, out in ((30, STANDIN_OUT), (a.epochs, STANDIN_OUT.parent/f'standin-e{a.epochs}')):
+    for epochs, size in ((30, SIZE), (a.epochs, a.size)):
+        out = variant_dir(epochs, size)
         for comp, c in COMPOSITIONS.items():
-            fn = make_standin(c['standin'], out, epochs=epochs, threads=a.threads)
+            fn = make_standin(c['standin'], out, epochs=epochs, threads=a.threads, size=size)
             acc = json.loads(fn.with_suffix('.json').read_text())['valid_accuracy']
-            feats = standin_features(comp, fn)
-            rows += [dict(standin_epochs=epochs, standin_accuracy=acc, **score(comp, feats, s)) for s in SEEDS]
+            feats = standin_features(comp, fn, size)
+            rows += [dict(standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **score(comp, feats, s)) for s in SEEDS]
     df = pd.DataFrame(rows)
-    OUT.mkdir(parents=True, exist_ok=True); df.to_csv(OUT/'standin_quality.csv', index=False)
-    (ROOT/'nbs'/'discovery').mkdir(parents=True, exist_ok=True); df.to_csv(ROOT/'nbs'/'discovery'/'standin_quality.csv', index=False)
+    name = 'standin_quality' + ('' if a.size == SIZE else f'_s{a.size}')
+    save(df, name)
     pd.set_option('display.width', 250)
-    print(df.groupby(['comp', 'standin_epochs']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
+    print(df.groupby(['comp', 'standin_epochs', 'standin_size']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
+    if not a.fu: return
+    from discovery import per_seed_diff
+    tag = variant_dir(a.epochs, a.size).name
+    fu = pd.DataFrame([r for comp, c in COMPOSITIONS.items() for seed in SEEDS
+                       for r in fu_rows(comp, seed, standin_path(c['standin'], variant_dir(a.epochs, a.size)), a.size, tag, a.threads)])
+    save(fu, f'fu_{tag}'.replace('-', '_'))
+    print(f"\nf_u from the stand-ins {tag}, median over seeds {SEEDS}")
+    print(fu.groupby(['comp', 'method'])[['mean_roc_auc', 'worst_subclass_recall', 'accuracy', 'train_s']].median().round(3).to_string())
+    for metric in ('worst_subclass_recall', 'mean_roc_auc'):
+        diff = per_seed_diff(fu, metric)
+        print(f"\n{metric} minus random undersampling's, per seed\n" + diff.round(3).to_string() +
+              "\nmedian\n" + diff.groupby('comp').median().round(3).to_string())
 
 if __name__ == '__main__': main()

@@ -1,22 +1,23 @@
-"""Exploration (not the benchmark): clustering variants on the cached features of bench/discovery_f0.py, scored against the true subclasses."""
+"""Exploration (not the benchmark): clustering variants scored against the true subclasses.
+
+    python bench/explore_clusters.py [COMP [SETTING [SEED]]]   # on the cached features of bench/discovery_f0.py
+    python bench/explore_clusters.py --standin-size 64         # on the stand-ins of that size, before fine-tuning
+
+The second form reads the majority class through the stand-ins of bench/discovery_standin_quality.py (trained and read at
+that size) and writes bench/out/discovery/explore_clusters_s<size>.csv, copied to nbs/discovery/.
+"""
 import sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
 from discovery_f0 import f0_path, SEEDS, SETTINGS
+from discovery import coverage, random_coverage, save
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score, calinski_harabasz_score, davies_bouldin_score
 from sklearn.cluster import KMeans, HDBSCAN, AgglomerativeClustering
 from sklearn.mixture import GaussianMixture
 from fastai_subclass.core import find_subclasses, select_samples, Subclasses, standardize, pca_reduce, umap_embed, reduce_dims
 warnings.filterwarnings('ignore')
-
-def coverage(kept, truth, n):
-    subs = np.unique(truth)
-    return min((truth[kept] == s).sum() / (n / len(subs)) for s in subs)
-
-def random_coverage(truth, n, draws=20):
-    return float(np.median([coverage(np.random.default_rng(d).choice(len(truth), n, replace=False), truth, n) for d in range(draws)]))
 
 def subclasses_from(labels, emb):
     labels = np.unique(labels, return_inverse=True)[1]
@@ -60,29 +61,47 @@ def variants(x, seed=42, ks=range(2, 10)):
     out['umap2 ward sil'] = (ag[best({k: silhouette_score(emb, l) for k, l in ag.items()})], emb)
     return out
 
-def evaluate(comp, setting, seed, layers=('f0_body', 'f0_pool', 'f0_linear', 'start_body', 'start_pool')):
-    f = dict(np.load(f0_path(comp, setting, seed), allow_pickle=True))
-    truth, n, rows = f['subclass'], COMPOSITIONS[comp]['n'], []
+def evaluate_features(feats:dict, comp:str, seed:int, layers, **facts) -> pd.DataFrame:
+    "One row per layer of `feats` and clustering variant: k, ARI, NMI, silhouette and the coverage of each strategy"
+    truth, n, rows = feats['subclass'], COMPOSITIONS[comp]['n'], []
     for layer in layers:
-        for name, (lab, emb) in variants(f[layer]).items():
+        for name, (lab, emb) in variants(feats[layer], seed=seed).items():
             sc = subclasses_from(lab, emb)
-            row = dict(comp=comp, setting=setting, seed=seed, layer=layer, variant=name, k=sc.k,
+            row = dict(comp=comp, **facts, seed=seed, layer=layer, variant=name, k=sc.k,
                        ari=adjusted_rand_score(truth, sc.labels), nmi=normalized_mutual_info_score(truth, sc.labels),
                        sil=silhouette_score(emb, sc.labels) if sc.k > 1 else np.nan)
-            for s in ('closest', 'farthest', 'random'):
+            # `spread` covers each cluster in the space it was found in (the map, or PCA-50 for the PCA variant)
+            for s in ('closest', 'farthest', 'random', 'spread'):
                 row[f'cov_{s}'] = coverage(select_samples(sc, n, s, seed=seed), truth, n) if sc.k > 1 else np.nan
             row['cov_randomUS'] = random_coverage(truth, n)
             rows.append(row)
     return pd.DataFrame(rows)
 
+def evaluate(comp, setting, seed, layers=('f0_body', 'f0_pool', 'f0_linear', 'start_body', 'start_pool')):
+    return evaluate_features(dict(np.load(f0_path(comp, setting, seed), allow_pickle=True)), comp, seed, layers, setting=setting)
+
+def evaluate_standins(size:int) -> pd.DataFrame:
+    "The variants on the body / pool features of the stand-ins trained at `size` px (bench/discovery_standin_quality.py), seeds 0-2"
+    from discovery_standin_quality import standin_features, variant_dir
+    from standin import standin_path
+    dfs = []
+    for comp, c in COMPOSITIONS.items():
+        feats = standin_features(comp, standin_path(c['standin'], variant_dir(30, size)), size)
+        dfs += [evaluate_features(feats, comp, seed, ('body', 'pool'), setting=f'pretrained-s{size}') for seed in SEEDS]
+    return pd.concat(dfs)
+
 if __name__ == '__main__':
-    args = sys.argv[1:]
-    comps = [args[0]] if args else list(COMPOSITIONS)
-    settings = [args[1]] if len(args) > 1 else list(SETTINGS)
-    seeds = [int(args[2])] if len(args) > 2 else list(SEEDS)
-    dfs = [evaluate(c, s, seed) for c in comps for s in settings for seed in seeds if f0_path(c, s, seed).exists()]
-    df = pd.concat(dfs)
-    OUT.mkdir(parents=True, exist_ok=True)
-    df.to_csv(OUT/'explore_clusters.csv', index=False)
     pd.set_option('display.width', 250); pd.set_option('display.max_rows', 500)
-    print(df.groupby(['comp', 'setting', 'layer', 'variant'])[['k', 'ari', 'nmi', 'cov_closest', 'cov_farthest', 'cov_random', 'cov_randomUS']].median().round(2).to_string())
+    cols = ['k', 'ari', 'nmi', 'cov_closest', 'cov_farthest', 'cov_random', 'cov_spread', 'cov_randomUS']
+    args = sys.argv[1:]
+    if args[:1] == ['--standin-size']:
+        df = evaluate_standins(int(args[1]))
+        save(df, f'explore_clusters_s{args[1]}')
+    else:
+        comps = [args[0]] if args else list(COMPOSITIONS)
+        settings = [args[1]] if len(args) > 1 else list(SETTINGS)
+        seeds = [int(args[2])] if len(args) > 2 else list(SEEDS)
+        df = pd.concat([evaluate(c, s, seed) for c in comps for s in settings for seed in seeds if f0_path(c, s, seed).exists()])
+        OUT.mkdir(parents=True, exist_ok=True)
+        df.to_csv(OUT/'explore_clusters.csv', index=False)
+    print(df.groupby(['comp', 'setting', 'layer', 'variant'])[cols].median().round(2).to_string())

@@ -8,6 +8,7 @@ state dict has the layout of torchvision's published weights (fc: 1000 x 512), s
 
     python bench/standin.py                                  # both stand-ins, cached in bench/out/standin/
     python bench/standin.py --name all --epochs 2            # a quick check
+    python bench/standin.py --size 64 --out bench/out/standin-s64-e30   # trained on the images upsampled to 64 px
 
 Stand-ins (`--name`): `all` saw the 10 classes; `no-cat-deer-truck` never saw cat, deer or truck, the subclasses of
 the benchmark's composition that a method reading back the stand-in's own labels cannot find.
@@ -45,15 +46,18 @@ def augment(x:torch.Tensor, gen:torch.Generator) -> torch.Tensor:
     out[flip] = out[flip].flip(-1)
     return out
 
-def normalize(x:torch.Tensor) -> torch.Tensor: return (x.float() / 255 - MEAN) / STD
+def normalize(x:torch.Tensor, size:int=32) -> torch.Tensor:
+    "Float, normalized as fastai does for pretrained weights; upsampled (bilinear) to `size` px where that is not 32"
+    x = (x.float() / 255 - MEAN) / STD
+    return x if size == x.shape[-1] else torch.nn.functional.interpolate(x, size=(size, size), mode='bilinear', align_corners=False)
 
-def accuracy(model, x, y, bs=500) -> float:
+def accuracy(model, x, y, bs=500, size:int=32) -> float:
     model.eval()
-    with torch.no_grad(): pred = torch.cat([model(normalize(x[i:i + bs])).argmax(1) for i in range(0, len(x), bs)])
+    with torch.no_grad(): pred = torch.cat([model(normalize(x[i:i + bs], size)).argmax(1) for i in range(0, len(x), bs)])
     return float((pred == y).float().mean())
 
-def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0, threads:int=2) -> tuple:
-    "A ResNet18 (1000 outputs) trained on the CIFAR-10 train images of `classes`; (model, facts)"
+def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0, threads:int=2, size:int=32) -> tuple:
+    "A ResNet18 (1000 outputs) trained on the CIFAR-10 train images of `classes`, seen at `size` px; (model, facts)"
     torch.manual_seed(seed); torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     x, y = load_images('train', classes)
@@ -68,13 +72,13 @@ def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0,
         perm = torch.randperm(len(x), generator=gen)
         for i in range(len(x) // bs):
             b = perm[i * bs:(i + 1) * bs]
-            loss = torch.nn.functional.cross_entropy(model(normalize(augment(x[b], gen))), y[b], label_smoothing=0.1)
+            loss = torch.nn.functional.cross_entropy(model(normalize(augment(x[b], gen), size)), y[b], label_smoothing=0.1)
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         if epoch % 5 == 4 or epoch == epochs - 1:
-            print(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, valid accuracy {accuracy(model, xv, yv):.3f}, "
+            print(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, valid accuracy {accuracy(model, xv, yv, size=size):.3f}, "
                   f"{time.time() - t:.0f} s", flush=True)
-    facts = dict(classes=list(classes), train_images=len(x), epochs=epochs, bs=bs, lr=lr, seed=seed, threads=threads,
-                 valid_images=len(xv), valid_accuracy=round(accuracy(model, xv, yv), 4), train_s=round(time.time() - t))
+    facts = dict(classes=list(classes), train_images=len(x), epochs=epochs, bs=bs, lr=lr, seed=seed, threads=threads, size=size,
+                 valid_images=len(xv), valid_accuracy=round(accuracy(model, xv, yv, size=size), 4), train_s=round(time.time() - t))
     return model, facts
 
 def standin_path(name:str, out=OUT) -> Path: return Path(out)/f'resnet18-cifar10-{name}.pth'
@@ -97,9 +101,10 @@ def main(argv=None):
     p.add_argument('--name', nargs='+', default=list(STANDINS), choices=list(STANDINS))
     p.add_argument('--epochs', type=int, default=30)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--size', type=int, default=32, help="the px the stand-in sees (the 32 px images upsampled)")
     p.add_argument('--out', default=str(OUT))
     p.add_argument('--redo', action='store_true')
     a = p.parse_args(argv)
-    for name in a.name: make_standin(name, a.out, a.redo, epochs=a.epochs, threads=a.threads)
+    for name in a.name: make_standin(name, a.out, a.redo, epochs=a.epochs, threads=a.threads, size=a.size)
 
 if __name__ == '__main__': main()
