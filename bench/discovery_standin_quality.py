@@ -9,7 +9,8 @@ the majority class of each composition is clustered through each
 stand-in's own backbone before any fine-tuning (`subclass_undersample(..., before_training=True)` does this), as the
 `pretrained` setting of bench/discovery.py does: for seeds 0-2, the chosen layer's k, ARI, coverage of `closest`,
 `spread` and `random`, and the probe ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size
-the stand-in was trained at. Prints the benchmark's stand-ins and these side by side; the table goes to
+the stand-in was trained at. A control: composition B through the stand-in `all`, which saw B's subclasses (is B hard
+because its stand-in never saw them, or hard anyway?). Prints the benchmark's stand-ins and these side by side; the table goes to
 nbs/discovery/standin_quality.csv (standin_quality_s<size>.csv for another size).
 """
 import argparse, functools, json, sys, warnings
@@ -96,16 +97,18 @@ def main(argv=None):
     rows = []
     for epochs, size in ((30, SIZE), (a.epochs, a.size)):
         out = variant_dir(epochs, size)
-        for comp, c in COMPOSITIONS.items():
-            fn = make_standin(c['standin'], out, epochs=epochs, threads=a.threads, size=size)
+        # each composition through its own stand-in, and the control: B through the stand-in that saw its subclasses
+        for comp, standin in [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')]:
+            fn = make_standin(standin, out, epochs=epochs, threads=a.threads, size=size)
             acc = json.loads(fn.with_suffix('.json').read_text())['valid_accuracy']
             feats = standin_features(comp, fn, size)
-            rows += [dict(standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **score(comp, feats, s)) for s in SEEDS]
+            rows += [dict(standin=standin, standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **score(comp, feats, s))
+                     for s in SEEDS]
     df = pd.DataFrame(rows)
     name = 'standin_quality' + ('' if a.size == SIZE else f'_s{a.size}')
     save(df, name)
     pd.set_option('display.width', 250)
-    print(df.groupby(['comp', 'standin_epochs', 'standin_size']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
+    print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
     if not a.fu: return
     from discovery import per_seed_diff
     tag = variant_dir(a.epochs, a.size).name
