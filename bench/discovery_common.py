@@ -19,11 +19,23 @@ COMPOSITIONS = {
               subclasses={'truck': 400, 'cat': 80, 'deer': 80},
               minority={'automobile': 150, 'dog': 150, 'horse': 150}),
 }
+#: Held-out compositions, kept out of every choice made on A and B and used only to check one (the stand-in `all` saw
+#: their subclasses): C 8:3:1.5:1 and D 8:2:1
+HOLDOUT = {
+    'C': dict(title='8:3:1.5:1, held out', standin='all', n=150, subclasses={'ship': 400, 'bird': 150, 'frog': 75, 'dog': 50},
+              minority={'airplane': 150, 'cat': 150}),
+    'D': dict(title='8:2:1, held out', standin='all', n=150, subclasses={'airplane': 400, 'horse': 100, 'cat': 50},
+              minority={'ship': 150, 'deer': 150}),
+}
 MAJORITY = 'majority'
+
+def composition(name:str) -> dict:
+    "The composition `name`: one of the benchmark's or a held-out one"
+    return COMPOSITIONS[name] if name in COMPOSITIONS else HOLDOUT[name]
 
 def composition_items(name:str, data=DATA) -> pd.DataFrame:
     "Item table (path, label, is_valid, subclass) of composition `name`: the first images of each class for training, the last 100 for testing"
-    comp, rows = COMPOSITIONS[name], []
+    comp, rows = composition(name), []
     for cls, m in {**comp['subclasses'], **comp['minority']}.items():
         files = sorted((Path(data)/'test'/cls).glob('*.jpg'))
         if len(files) < m + TEST_PER_CLASS: raise FileNotFoundError(f"{Path(data)/'test'/cls} holds {len(files)} images, {m + TEST_PER_CLASS} are needed")

@@ -9,8 +9,10 @@ the majority class of each composition is clustered through each
 stand-in's own backbone before any fine-tuning (`subclass_undersample(..., before_training=True)` does this), as the
 `pretrained` setting of bench/discovery.py does: for seeds 0-2, the chosen layer's k, ARI, coverage of `closest`,
 `spread` and `random`, and the probe ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size
-the stand-in was trained at. A control: composition B through the stand-in `all`, which saw B's subclasses (is B hard
-because its stand-in never saw them, or hard anyway?). Prints the benchmark's stand-ins and these side by side; the table goes to
+the stand-in was trained at, and each layer is clustered with both of `find_subclasses`' clusterers (k-means in the map,
+the paper's; spectral on the PCA space's neighbour graph). Controls: composition B through the stand-in `all`, which saw
+B's subclasses (is B hard because its stand-in never saw them, or hard anyway?), and the held-out compositions C and D
+(bench/discovery_common.py `HOLDOUT`), which no choice was made on. Prints the benchmark's stand-ins and these side by side; the table goes to
 nbs/discovery/standin_quality.csv (standin_quality_s<size>.csv for another size).
 """
 import argparse, functools, json, sys, warnings
@@ -37,19 +39,27 @@ def standin_features(comp:str, weights, size:int=SIZE) -> dict:
     learn = subclass_learner(item_dls(items, 0, size), resnet18, weights_file=weights)
     return {**extract_features(learn, maj, ['body', 'pool'], progress=False), 'subclass': maj.subclass.to_numpy().astype(str)}
 
-def score(comp:str, feats:dict, seed:int) -> dict:
-    "The chosen layer's clustering against the true subclasses, as bench/discovery.py scores it"
+def score(comp:str, feats:dict, seed:int) -> list:
+    "The chosen layer's clustering against the true subclasses, as bench/discovery.py scores it; one row per clusterer"
     from sklearn.metrics import adjusted_rand_score
-    from fastai_subclass.core import find_subclasses, select_samples
-    truth, n = feats['subclass'], COMPOSITIONS[comp]['n']
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        by_layer = {l: find_subclasses(feats[l], seed=seed) for l in ('body', 'pool')}
-    layer = paper_layer(by_layer); sc = by_layer[layer]
-    return dict(comp=comp, seed=seed, layer=layer, k=sc.k, ari=adjusted_rand_score(truth, sc.labels),
-                **{f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in ('closest', 'spread', 'random')},
-                coverage_random_undersampling=random_coverage(truth, n),
-                **probe_ceiling(feats[layer], truth, n, seed))
+    from fastai_subclass.core import find_subclasses, select_samples, cluster_strength, CLUSTERERS
+    truth, n, rows = feats['subclass'], composition(comp)['n'], []
+    for clusterer in CLUSTERERS:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            by_layer = {l: find_subclasses(feats[l], seed=seed, clusterer=clusterer) for l in ('body', 'pool')}
+            layer = paper_layer(by_layer); sc = by_layer[layer]
+            # the library's weak-cluster check, as subclass_undersample runs it on the chosen layer
+            weak = cluster_strength(feats[layer], seed=seed, subclasses=sc, clusterer=clusterer)['weak']
+        rows.append(dict(comp=comp, seed=seed, clusterer=clusterer, layer=layer, k=sc.k, weak=weak, ari=adjusted_rand_score(truth, sc.labels),
+                         **{f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in ('closest', 'spread', 'random')},
+                         coverage_random_undersampling=random_coverage(truth, n),
+                         **probe_ceiling(feats[layer], truth, n, seed)))
+    return rows
+
+#: What each stand-in variant is scored on: (composition, stand-in): each composition through its own; the controls: B
+#: through the stand-in that saw its subclasses, and the held-out compositions C and D
+SCORED = [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')] + [(comp, c['standin']) for comp, c in HOLDOUT.items()]
 
 FU_METHODS = ('random', 'pretrained_spread', 'pretrained_dro')
 
@@ -63,7 +73,7 @@ def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list
     from discovery import random_draw
     from discovery_balanced import train_drawn, DRO_ETA
     from discovery_fu import train_fu, cached_run
-    items, n = composition_items(comp), COMPOSITIONS[comp]['n']
+    items, n = composition_items(comp), composition(comp)['n']
     m = int(((items.label == MAJORITY) & ~items.is_valid).sum())
     @functools.cache
     def selected():
@@ -97,18 +107,17 @@ def main(argv=None):
     rows = []
     for epochs, size in ((30, SIZE), (a.epochs, a.size)):
         out = variant_dir(epochs, size)
-        # each composition through its own stand-in, and the control: B through the stand-in that saw its subclasses
-        for comp, standin in [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')]:
+        for comp, standin in SCORED:
             fn = make_standin(standin, out, epochs=epochs, threads=a.threads, size=size)
             acc = json.loads(fn.with_suffix('.json').read_text())['valid_accuracy']
             feats = standin_features(comp, fn, size)
-            rows += [dict(standin=standin, standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **score(comp, feats, s))
-                     for s in SEEDS]
+            rows += [dict(standin=standin, standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **r)
+                     for s in SEEDS for r in score(comp, feats, s)]
     df = pd.DataFrame(rows)
     name = 'standin_quality' + ('' if a.size == SIZE else f'_s{a.size}')
     save(df, name)
     pd.set_option('display.width', 250)
-    print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
+    print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size', 'clusterer']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
     if not a.fu: return
     from discovery import per_seed_diff
     tag = variant_dir(a.epochs, a.size).name

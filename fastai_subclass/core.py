@@ -14,12 +14,13 @@ from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
 # %% auto #0
-__all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'MIN_STABILITY',
-           'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores', 'Projection',
-           'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed', 'fit_projection',
-           'reduce_dims', 'kmeans_fits', 'distinct_index', 'distinct_rows', 'find_subclasses', 'project',
-           'assign_subclasses', 'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength',
-           'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks', 'select_samples']
+__all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'CLUSTERERS', 'SPECTRAL_MAX',
+           'MIN_STABILITY', 'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores',
+           'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed',
+           'fit_projection', 'reduce_dims', 'kmeans_fits', 'spectral_labels', 'distinct_index', 'distinct_rows',
+           'find_subclasses', 'project', 'assign_subclasses', 'loo_labels', 'assignment_agreement',
+           'restore_projection', 'cluster_strength', 'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks',
+           'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -304,6 +305,27 @@ def kmeans_fits(emb:np.ndarray, ks, seed=42) -> dict:
     # makes the sums, hence the labels, independent of the number of cores.
     with threadpool_limits(1): return {k: KMeans(k, n_init=10, random_state=seed).fit(emb) for k in ks}
 
+# %% ../nbs/00_core.ipynb #f6aa14a2
+#: What `find_subclasses` can cluster with: k-means in the 2-D map (the paper's), or spectral clustering of the PCA space's neighbour graph
+CLUSTERERS = ('kmeans', 'spectral')
+#: `clusterer='spectral'` builds an exact neighbour graph (n^2 distances) and solves for its eigenvectors: up to this many items
+SPECTRAL_MAX = 20_000
+
+# %% ../nbs/00_core.ipynb #aa3ef615
+def spectral_labels(xp:np.ndarray, ks, seed=42, n_neighbors:int=15) -> dict:
+    "{k: labels} of spectral clustering of the rows of `xp` on their symmetric `n_neighbors` graph, for every k in `ks`"
+    from sklearn.neighbors import kneighbors_graph
+    from sklearn.manifold import spectral_embedding
+    if len(xp) > SPECTRAL_MAX:
+        raise ValueError(f"clusterer='spectral' handles up to SPECTRAL_MAX={SPECTRAL_MAX:,} items, got {len(xp):,}: use "
+                         "clusterer='kmeans' (the paper's map + k-means, made for large classes)")
+    with threadpool_limits(1):  # as for k-means: the labels do not depend on the number of cores
+        conn = kneighbors_graph(xp, min(n_neighbors, len(xp) - 1), include_self=True)
+        # the affinity sklearn's SpectralClustering(affinity='nearest_neighbors') uses; its eigenvectors once for the
+        # largest k, then each k clusters the first k of them (what SpectralClustering does for that k alone)
+        maps = spectral_embedding(0.5 * (conn + conn.T), n_components=max(ks), random_state=seed, drop_first=False)
+        return {k: KMeans(k, n_init=10, random_state=seed).fit_predict(maps[:, :k]).astype(np.int64) for k in ks}
+
 # %% ../nbs/00_core.ipynb #947d92ba
 def _row_digests(x:np.ndarray, chunk:int=4096) -> np.ndarray:
     "A 16-byte BLAKE2 digest of every row of the C-contiguous `x`, computed block by block"
@@ -338,8 +360,15 @@ def distinct_rows(x:np.ndarray) -> tuple:
     return np.ascontiguousarray(x)[first], inverse, counts
 
 # %% ../nbs/00_core.ipynb #5c1ec572
-def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **umap_kwargs) -> Subclasses:
+def find_subclasses(feats, # N x d features of the items of one class (e.g. one layer of f0)
+                    ks=range(2,10), # the numbers of clusters to try
+                    n_pca:int=50, # PCA dimensions before UMAP
+                    seed=42, # seed of the PCA, UMAP and the clustering: the same seed, the same clusters
+                    timer=None, # a callable told each step's name and seconds
+                    clusterer:str='kmeans', # 'kmeans' in the 2-D map (the paper's), or 'spectral' on the PCA space's neighbour graph
+                    **umap_kwargs) -> Subclasses:
     "Cluster the items of one class: standardize, PCA to `n_pca`, UMAP to 2-D, k-means for each k in `ks`, keep the best silhouette"
+    if clusterer not in CLUSTERERS: raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {clusterer!r}")
     with _step(timer, 'check'):
         x = check_features(feats)
         n = len(x)
@@ -357,7 +386,7 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
             # the PCA space of two rows is the line through them: one axis, that new rows can be placed on
             xp, proj = fit_projection(rows, n_pca, seed, timer)
             return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, xp[inverse], n - 2, proj)
-        sc = find_subclasses(rows, ks, n_pca, seed, timer, **umap_kwargs)
+        sc = find_subclasses(rows, ks, n_pca, seed, timer, clusterer, **umap_kwargs)
         # the projection was fitted on the distinct rows: new rows are placed among them (each copy at its row's place)
         return Subclasses(sc.labels[inverse], sc.k, sc.centers, sc.embedding[inverse], sc.scores,
                           None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection)
@@ -365,13 +394,20 @@ def find_subclasses(feats, ks=range(2,10), n_pca:int=50, seed=42, timer=None, **
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
     if not ks: return _one_cluster(emb, f"only {n_distinct} distinct points among {n} items")
-    with _step(timer, 'kmeans'): fits = kmeans_fits(emb, ks, seed)
-    with _step(timer, 'silhouette'):
-        scores = silhouette_scores(emb, {k: f.labels_ for k,f in fits.items()}, seed=seed)
+    if clusterer == 'spectral':
+        with _step(timer, 'spectral'): labels = spectral_labels(xp, ks, seed)
+        with _step(timer, 'silhouette'): scores = silhouette_scores(xp, labels, seed=seed)  # where the clusters were found
+    else:
+        with _step(timer, 'kmeans'): fits = kmeans_fits(emb, ks, seed)
+        labels = {k: f.labels_.astype(np.int64) for k, f in fits.items()}
+        with _step(timer, 'silhouette'): scores = silhouette_scores(emb, labels, seed=seed)
     scores = {k: s for k,s in scores.items() if np.isfinite(s)}
-    if not scores: return _one_cluster(emb, "k-means found no two distinct clusters")
+    if not scores: return _one_cluster(emb, f"{clusterer} found no two distinct clusters")
     best = max(scores, key=scores.get)
-    return Subclasses(fits[best].labels_.astype(np.int64), best, fits[best].cluster_centers_.astype(np.float32), emb, scores, xp, 0, proj)
+    # the centres in the map, where `closest` and `farthest` measure: k-means' own, the clusters' means for spectral
+    centers = (fits[best].cluster_centers_ if clusterer == 'kmeans' else
+               np.stack([emb[labels[best] == c].mean(0) for c in range(best)])).astype(np.float32)
+    return Subclasses(labels[best], best, centers, emb, scores, xp, 0, proj)
 
 # %% ../nbs/00_core.ipynb #476186f6
 def project(subclasses:Subclasses, feats) -> np.ndarray:
@@ -437,17 +473,19 @@ MIN_STABILITY = 0.6
 MIN_SILHOUETTE_GAIN = 0.1
 
 # %% ../nbs/00_core.ipynb #96733930
-def _null_silhouette(xp:np.ndarray, ks, seed) -> float:
-    "Best silhouette of the map + k-means chain on Gaussian noise with the per-axis spread of the PCA coordinates `xp`"
+def _null_silhouette(xp:np.ndarray, ks, seed, clusterer:str='kmeans') -> float:
+    "Best silhouette of the chain (`clusterer`) on Gaussian noise with the per-axis spread of the PCA coordinates `xp`"
     null = np.random.default_rng(seed).standard_normal(xp.shape).astype(np.float32) * xp.std(0)
+    ks = _possible_ks(ks, len(null), len(null))
+    # measured where that clusterer measures its own silhouette: the noise's own space for spectral, its map for k-means
+    if clusterer == 'spectral': return max(silhouette_scores(null, spectral_labels(null, ks, seed), seed=seed).values())
     emb = umap_embed(null, seed)
-    ks = _possible_ks(ks, len(emb), len(emb))
     scores = silhouette_scores(emb, {k: f.labels_ for k, f in kmeans_fits(emb, ks, seed).items()}, seed=seed)
     return max(scores.values())
 
 # %% ../nbs/00_core.ipynb #1cd4697a
 def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2, sample_size:int=2000, subclasses=None,
-                     **umap_kwargs) -> dict:
+                     clusterer:str='kmeans', **umap_kwargs) -> dict:
     "Silhouette, the null's silhouette and the stability across seeds of `find_subclasses` on (a sample of) `feats`; `weak` and why"
     from sklearn.metrics import adjusted_rand_score
     x = check_features(feats)
@@ -457,12 +495,12 @@ def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2,
     first = [] if subclasses is None or sampled else [subclasses]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # duplicates and small-class notes were given by the main run already
-        runs = first + [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, **umap_kwargs)
+        runs = first + [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, clusterer=clusterer, **umap_kwargs)
                         for i in range(len(first), reruns + 1)]
     sc = runs[0]
     if sc.k < 2: return dict(silhouette=np.nan, null_silhouette=np.nan, stability=np.nan, weak=True, why='one cluster only')
     stability = float(np.mean([adjusted_rand_score(sc.labels, r.labels) for r in runs[1:]]))
-    null = _null_silhouette(sc.reduced, ks, seed)
+    null = _null_silhouette(sc.reduced, ks, seed, clusterer)
     why = ([f"their stability across seeds is {stability:.2f} (below {MIN_STABILITY})"] if stability < MIN_STABILITY else []) + \
           ([f"their silhouette {sc.silhouette:.2f} is not {MIN_SILHOUETTE_GAIN} above that of structureless data ({null:.2f})"]
            if sc.silhouette < null + MIN_SILHOUETTE_GAIN else [])

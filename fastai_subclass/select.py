@@ -14,7 +14,7 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
-from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES
+from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES, CLUSTERERS
 from .features import extract_features, resolve_layers, weights_hash, atomic_write, MAX_FEATURE_BYTES
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
@@ -358,6 +358,8 @@ def subclass_undersample(learn, # the trained model f0 (or, with `before_trainin
     "Cluster each majority class of trained `learn` (or, `before_training`, of its pretrained backbone) into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
+    if kwargs.get('clusterer', 'kmeans') not in CLUSTERERS:  # before any feature is extracted
+        raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {kwargs['clusterer']!r}")
     if before_training: layer = backbone_layers(learn.model, layer)
     dls = learn.dls
     labels, keys = train_labels(dls), train_keys(dls)
