@@ -183,11 +183,21 @@ def test_missing_csv(capsys, tmp_path):
     (('--n', 10, '--before-training', '--no-pretrained'), '--before-training clusters the pretrained weights'),
     (('--n', 10, '--fu-training', 'dro'), '--fu-training is about f_u'),
     (('--n', 10, '--csv', 'x.csv', '--layout', 'fisheries'), '--csv and --layout'),
+    (('--n', 10, '--clusterer', 'dbscan'), "invalid choice: 'dbscan'"),
 ])
 def test_bad_arguments(capsys, small_data, args, words):
     code, err = _cli(capsys, small_data, *args)
     assert code == EXIT_ARGS
     assert words in _one_error_line(err)
+
+def test_clusterer_reaches_the_selection(capsys, small_data, monkeypatch):
+    "--clusterer goes on to the pipeline (and from there to `subclass_undersample`); k-means, the paper's, without it"
+    import fastai_subclass.cli as cli
+    seen = []
+    monkeypatch.setattr(cli, '_run_command', lambda prog, a, items_fn, recipe, **kwargs: seen.append(kwargs) or EXIT_OK)
+    assert _cli(capsys, small_data, '--n', 10, '--clusterer', 'spectral')[0] == EXIT_OK
+    assert _cli(capsys, small_data, '--n', 10)[0] == EXIT_OK
+    assert [k['clusterer'] for k in seen] == ['spectral', 'kmeans']
 
 def test_missing_weights_file(capsys, small_data, tmp_path):
     code, err = _cli(capsys, small_data, '--n', 10, '--arch', 'resnet18', '--weights-file', tmp_path/'resnet18.pth')
