@@ -61,11 +61,12 @@ def score(comp:str, feats:dict, seed:int) -> list:
 #: through the stand-in that saw its subclasses, and the held-out compositions C and D
 SCORED = [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')] + [(comp, c['standin']) for comp, c in HOLDOUT.items()]
 
-FU_METHODS = ('random', 'pretrained_spread', 'pretrained_dro')
+FU_METHODS = ('random', 'pretrained_spread', 'pretrained_dro', 'pretrained_spectral_dro')
 
 def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list:
     """f_u fine-tuned from the stand-in `weights` at `size` px (the benchmark's recipe), for random undersampling and, on the
-    clusters of that stand-in before fine-tuning, `spread`'s kept set and the per-epoch draws with group DRO; one row each (cached)"""
+    clusters of that stand-in before fine-tuning, `spread`'s kept set and the per-epoch draws with group DRO (on the map's
+    k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row each (cached)"""
     from fastai.vision.all import resnet18
     from fastai_subclass.train import subclass_learner
     from fastai_subclass.select import subclass_undersample
@@ -76,23 +77,24 @@ def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list
     items, n = composition_items(comp), composition(comp)['n']
     m = int(((items.label == MAJORITY) & ~items.is_valid).sum())
     @functools.cache
-    def selected():
+    def selected(clusterer='kmeans'):
         "(the loaders, the library's selection through the stand-in before training: `spread`, the paper's chain otherwise)"
         dls = item_dls(items, seed, size)
         learn = subclass_learner(dls, resnet18, weights_file=weights)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             return dls, subclass_undersample(learn, n, classes=[MAJORITY], strategy='spread', seed=seed, progress=False, check=False,
-                                             before_training=True)
+                                             before_training=True, clusterer=clusterer)
     def spread():
         dls, sel = selected()
         return train_model(items, 'standin', comp, seed, dls=sel.dataloaders(dls), weights=weights, size=size), dict(kept=int(len(sel.keep)))
-    def dro():
-        dls, sel = selected()
+    def dro(clusterer='kmeans'):
+        dls, sel = selected(clusterer)
         return train_drawn(items, comp, seed, sel, sel.balanced_dataloaders(dls), GroupDRO(DRO_ETA), weights=weights, size=size)
     runs = {'random': train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
             'pretrained_spread': cached_run(comp, f'pretrained_spread-{tag}', seed, spread, threads),
-            'pretrained_dro': cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads)}
+            'pretrained_dro': cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads),
+            'pretrained_spectral_dro': cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads)}
     return [dict(comp=comp, seed=seed, method=k, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],
                  accuracy=r['accuracy'], train_s=r['train_s']) for k, r in runs.items()]
 
