@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, contextlib, os, signal, sys, textwrap, time, traceback, warnings
 from pathlib import Path
 import torch
-from .core import STRATEGIES, CLUSTERERS
+from .core import STRATEGIES, CLUSTERERS, SPECTRAL_MAX
 from .datasets import LAYOUTS, load_items, check_items, sample_path, _counts_text, _class_counts
 from .train import PAPER_RECIPE, paper_recipe, get_arch, load_weights_file
 from .pipeline import ArgumentError, run_subclass_undersampling, FU_TRAINING
@@ -120,7 +120,7 @@ def undersample_parser() -> argparse.ArgumentParser:
                    "not the trained f0's layers: on the known-subclass benchmark its clusters matched the true subclasses better")
     g.add_argument('--clusterer', choices=CLUSTERERS, default='kmeans', help="how each layer is clustered: k-means in the 2-D UMAP map "
                    "(the paper's), or spectral clustering of the PCA space (on the known-subclass benchmark it found more of the "
-                   "true subclasses where the features separate them; up to 20,000 items a class) [%(default)s]")
+                   f"true subclasses where the features separate them; up to {SPECTRAL_MAX:,} items a class) [%(default)s]")
     g = p.add_argument_group('model and training (the paper\'s recipe by default)')
     g.add_argument('--arch', default='resnet50', help="torchvision (resnet50, resnet18, densenet121, vgg16_bn, ...) or timm model name [%(default)s]")
     g.add_argument('--pretrained', action=argparse.BooleanOptionalAction, default=True, help="start from ImageNet weights (needs the "

@@ -17,8 +17,8 @@ from threadpoolctl import threadpool_limits
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'CLUSTERERS', 'SPECTRAL_MAX',
            'MIN_STABILITY', 'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores',
            'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed',
-           'fit_projection', 'reduce_dims', 'kmeans_fits', 'spectral_labels', 'distinct_index', 'distinct_rows',
-           'find_subclasses', 'project', 'assign_subclasses', 'loo_labels', 'assignment_agreement',
+           'fit_projection', 'reduce_dims', 'kmeans_fits', 'check_clusterer', 'spectral_labels', 'distinct_index',
+           'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses', 'loo_labels', 'assignment_agreement',
            'restore_projection', 'cluster_strength', 'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks',
            'select_samples']
 
@@ -136,6 +136,7 @@ class Subclasses:
     reduced: np.ndarray|None = None  # N x n_pca: the standardized features after PCA (what `spread` spreads over)
     duplicates: int = 0  # items whose feature row repeats an earlier item's
     projection: Projection|None = None  # the fitted standardization and PCA: `projection(feats)` is in the space of `reduced`
+    clusterer: str = 'kmeans'  # how the clusters were found (`find_subclasses`' `clusterer`): k-means in the map, or 'spectral' in PCA space
 
     @property
     def silhouette(self):
@@ -311,6 +312,11 @@ CLUSTERERS = ('kmeans', 'spectral')
 #: `clusterer='spectral'` builds an exact neighbour graph (n^2 distances) and solves for its eigenvectors: up to this many items
 SPECTRAL_MAX = 20_000
 
+def check_clusterer(clusterer:str) -> str:
+    "`clusterer` if it is one of `CLUSTERERS`, else a clear error"
+    if clusterer not in CLUSTERERS: raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {clusterer!r}")
+    return clusterer
+
 # %% ../nbs/00_core.ipynb #aa3ef615
 def spectral_labels(xp:np.ndarray, ks, seed=42, n_neighbors:int=15) -> dict:
     "{k: labels} of spectral clustering of the rows of `xp` on their symmetric `n_neighbors` graph, for every k in `ks`"
@@ -368,7 +374,7 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
                     clusterer:str='kmeans', # 'kmeans' in the 2-D map (the paper's), or 'spectral' on the PCA space's neighbour graph
                     **umap_kwargs) -> Subclasses:
     "Cluster the items of one class: standardize, PCA to `n_pca`, UMAP to 2-D, k-means for each k in `ks`, keep the best silhouette"
-    if clusterer not in CLUSTERERS: raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {clusterer!r}")
+    check_clusterer(clusterer)
     with _step(timer, 'check'):
         x = check_features(feats)
         n = len(x)
@@ -389,7 +395,7 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
         sc = find_subclasses(rows, ks, n_pca, seed, timer, clusterer, **umap_kwargs)
         # the projection was fitted on the distinct rows: new rows are placed among them (each copy at its row's place)
         return Subclasses(sc.labels[inverse], sc.k, sc.centers, sc.embedding[inverse], sc.scores,
-                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection)
+                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection, sc.clusterer)
     xp, emb, proj = reduce_dims(x, n_pca, seed, timer, return_pca=True, return_projection=True, **umap_kwargs)
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
@@ -407,7 +413,7 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
     # the centres in the map, where `closest` and `farthest` measure: k-means' own, the clusters' means for spectral
     centers = (fits[best].cluster_centers_ if clusterer == 'kmeans' else
                np.stack([emb[labels[best] == c].mean(0) for c in range(best)])).astype(np.float32)
-    return Subclasses(labels[best], best, centers, emb, scores, xp, 0, proj)
+    return Subclasses(labels[best], best, centers, emb, scores, xp, 0, proj, clusterer)
 
 # %% ../nbs/00_core.ipynb #476186f6
 def project(subclasses:Subclasses, feats) -> np.ndarray:

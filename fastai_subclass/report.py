@@ -50,6 +50,11 @@ def class_images(selection:SubclassSelection, cls, dls=None) -> list:
 # %% ../nbs/08_report.ipynb #c61c862b
 def _finite(x): return x is not None and isinstance(x, (int, float, np.floating, np.integer)) and np.isfinite(x)
 
+def _clustering(cs) -> str:
+    "How the subclasses of class selection `cs` were found, in words"
+    clusterer = 'kmeans' if cs.subclasses is None else cs.subclasses.clusterer
+    return 'spectral clustering of the PCA space' if clusterer == 'spectral' else 'k-means'
+
 # %% ../nbs/08_report.ipynb #5d1a0063
 def class_stems(selection:SubclassSelection) -> dict:
     "{class: the unique file-name part of its figures and its page section}"
@@ -70,7 +75,7 @@ def report_figures(selection:SubclassSelection, out_dir, n_per_cluster:int=8, dp
                                           f"(silhouette {cs.subclasses.silhouette:.2f}), {len(cs.kept)} of {len(cs.idx)} kept")
             sil = cs.scores[cs.layer].get(cs.k)
             figs['silhouettes'] = show_silhouettes(cs.scores, chosen=(cs.layer, cs.k) if _finite(sil) else None,
-                                                   title=f"{c}: silhouette of the k-means clusters")
+                                                   title=f"{c}: silhouette of the {_clustering(cs)} clusters")
         imgs, seed = class_images(selection, c, dls), selection.seed if selection.seed is not None else 42
         figs['grid'] = show_cluster_grid(imgs, cs.labels, cs.kept, n_per_cluster=n_per_cluster, seed=seed,
                                          title=f"{c}: {n_per_cluster} images per subclass, kept ones framed and first")
@@ -207,7 +212,7 @@ def _class_section(cs, stem:str, figs:dict, truth:dict=None, evaluations:dict=No
     sil = cs.subclasses.silhouette if cs.subclasses is not None else None
     parts = [f'<section id="class-{html.escape(stem)}"><h2>Class <code>{html.escape(str(cs.name))}</code></h2>',
              f"<p>{len(cs.kept)} of {len(cs.idx)} items kept, equally from each of its {cs.k} subclasses "
-             f"(k-means in the layer <code>{html.escape(str(cs.layer))}</code>, silhouette {_fmt(sil)}).</p>"]
+             f"({_clustering(cs)} in the layer <code>{html.escape(str(cs.layer))}</code>, silhouette {_fmt(sil)}).</p>"]
     if cs.weak: parts.append(f'<p class="warn"><b>Weak clusters.</b> {html.escape(weak_message(cs.name, cs.layer, cs.strength, cs.before_training))}</p>')
     scores = cs.scores
     if any(scores.values()):

@@ -14,7 +14,7 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
-from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES, CLUSTERERS
+from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES, check_clusterer
 from .features import extract_features, resolve_layers, weights_hash, atomic_write, MAX_FEATURE_BYTES
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
@@ -358,8 +358,7 @@ def subclass_undersample(learn, # the trained model f0 (or, with `before_trainin
     "Cluster each majority class of trained `learn` (or, `before_training`, of its pretrained backbone) into subclasses through its last layers, and keep `n` items of each class, equally from every subclass"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
-    if kwargs.get('clusterer', 'kmeans') not in CLUSTERERS:  # before any feature is extracted
-        raise ValueError(f"clusterer must be one of {CLUSTERERS}, got {kwargs['clusterer']!r}")
+    check_clusterer(kwargs.get('clusterer', 'kmeans'))  # before any feature is extracted
     if before_training: layer = backbone_layers(learn.model, layer)
     dls = learn.dls
     labels, keys = train_labels(dls), train_keys(dls)
@@ -468,7 +467,8 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
         if cs.subclasses is not None: xy[cs.idx] = cs.subclasses.embedding
     kept = np.zeros(n, bool); kept[self.keep] = True
     meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path, n_pca=self.n_pca, model_hash=self.model_hash,
-                classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, before_training=cs.before_training, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
+                classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, before_training=cs.before_training,
+                                 clusterer=None if cs.subclasses is None else cs.subclasses.clusterer, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
                                  scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()},
                                  strength=None if cs.strength is None else {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in cs.strength.items()})
                          for c, cs in self.classes.items()})
@@ -494,7 +494,7 @@ def _class_from_rows(c, g, pos, m) -> ClassSelection:
     if m is not None and m.get('centers') is not None and g[['x', 'y']].notna().all().all():
         emb = g[['x', 'y']].to_numpy(np.float32)[order]
         by_layer[layer] = Subclasses(labels, int(m['k']), np.asarray(m['centers'], np.float32), emb,
-                                     {int(k): v for k, v in (m.get('scores') or {}).items()})
+                                     {int(k): v for k, v in (m.get('scores') or {}).items()}, clusterer=m.get('clusterer') or 'kmeans')
     return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer,
                           None if m is None else m.get('strength'), tuple((m or {}).get('layers') or ()),
                           before_training=bool((m or {}).get('before_training', False)))
