@@ -12,6 +12,7 @@ import pandas as pd
 from fastai.torch_core import set_seed
 from fastcore.meta import delegates
 from .datasets import _counts_text, _class_counts
+from .core import check_clusterer
 from .select import subclass_undersample, backbone_layers
 from .balanced import GroupDRO
 from .features import resolve_layers
@@ -105,6 +106,8 @@ def run_subclass_undersampling(items:pd.DataFrame, # the items: path, label, is_
     set_seed(seed, reproducible=True)
     f0 = learner_like(dls, recipe)
     check_layer(f0.model, kwargs.get('layer', 'auto'))  # before any training
+    try: check_clusterer(kwargs.get('clusterer', 'kmeans'))
+    except ValueError as e: raise ArgumentError(str(e)) from None
     fu_how = 'kept' if train_fu is True else train_fu
     if fu_how and fu_how not in FU_TRAINING: raise ArgumentError(f"train_fu must be True, False or one of {FU_TRAINING}, got {train_fu!r}")
     before_training = kwargs.get('before_training', False)
