@@ -8,8 +8,8 @@ bench/standin.py's stand-ins train 30 epochs at 32 px (validation accuracy 0.743
 the majority class of each composition is clustered through each
 stand-in's own backbone before any fine-tuning (`subclass_undersample(..., before_training=True)` does this), as the
 `pretrained` setting of bench/discovery.py does: for seeds 0-2, the chosen layer's k, ARI, coverage of `closest`,
-`spread` and `random`, and the probe ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size
-the stand-in was trained at, and each layer is clustered with both of `find_subclasses`' clusterers (k-means in the map,
+`spread` and `random`, and of `flatten` (no clusters: a draw that flattens the class's density), and the probe
+ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size the stand-in was trained at, and each layer is clustered with both of `find_subclasses`' clusterers (k-means in the map,
 the paper's; spectral on the PCA space's neighbour graph). Controls: composition B through the stand-in `all`, which saw
 B's subclasses (is B hard because its stand-in never saw them, or hard anyway?), and the held-out compositions C and D
 (bench/discovery_common.py `HOLDOUT`), which no choice was made on. Prints the benchmark's stand-ins and these side by side; the table goes to
@@ -52,7 +52,7 @@ def score(comp:str, feats:dict, seed:int) -> list:
             # the library's weak-cluster check, as subclass_undersample runs it on the chosen layer
             weak = cluster_strength(feats[layer], seed=seed, subclasses=sc, clusterer=clusterer)['weak']
         rows.append(dict(comp=comp, seed=seed, clusterer=clusterer, layer=layer, k=sc.k, weak=weak, ari=adjusted_rand_score(truth, sc.labels),
-                         **{f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in ('closest', 'spread', 'random')},
+                         **{f'coverage_{s}': coverage(select_samples(sc, n, s, seed=seed), truth, n) for s in ('closest', 'spread', 'random', 'flatten')},
                          coverage_random_undersampling=random_coverage(truth, n),
                          **probe_ceiling(feats[layer], truth, n, seed)))
     return rows
@@ -61,12 +61,12 @@ def score(comp:str, feats:dict, seed:int) -> list:
 #: through the stand-in that saw its subclasses, and the held-out compositions C and D
 SCORED = [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')] + [(comp, c['standin']) for comp, c in HOLDOUT.items()]
 
-FU_METHODS = ('random', 'pretrained_spread', 'pretrained_dro', 'pretrained_spectral_dro')
+FU_METHODS = ('random', 'pretrained_spread', 'pretrained_flatten', 'pretrained_dro', 'pretrained_spectral_dro')
 
 def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list:
     """f_u fine-tuned from the stand-in `weights` at `size` px (the benchmark's recipe), for random undersampling and, on the
-    clusters of that stand-in before fine-tuning, `spread`'s kept set and the per-epoch draws with group DRO (on the map's
-    k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row each (cached)"""
+    clusters of that stand-in before fine-tuning, the kept sets of `spread` and `flatten` and the per-epoch draws with
+    group DRO (on the map's k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row each (cached)"""
     from fastai.vision.all import resnet18
     from fastai_subclass.train import subclass_learner
     from fastai_subclass.select import subclass_undersample
@@ -77,22 +77,23 @@ def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list
     items, n = composition_items(comp), composition(comp)['n']
     m = int(((items.label == MAJORITY) & ~items.is_valid).sum())
     @functools.cache
-    def selected(clusterer='kmeans'):
-        "(the loaders, the library's selection through the stand-in before training: `spread`, the paper's chain otherwise)"
+    def selected(clusterer='kmeans', strategy='spread'):
+        "(the loaders, the library's selection through the stand-in before training: `strategy`, the paper's chain otherwise)"
         dls = item_dls(items, seed, size)
         learn = subclass_learner(dls, resnet18, weights_file=weights)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
-            return dls, subclass_undersample(learn, n, classes=[MAJORITY], strategy='spread', seed=seed, progress=False, check=False,
+            return dls, subclass_undersample(learn, n, classes=[MAJORITY], strategy=strategy, seed=seed, progress=False, check=False,
                                              before_training=True, clusterer=clusterer)
-    def spread():
-        dls, sel = selected()
+    def one_shot(strategy):
+        dls, sel = selected(strategy=strategy)
         return train_model(items, 'standin', comp, seed, dls=sel.dataloaders(dls), weights=weights, size=size), dict(kept=int(len(sel.keep)))
     def dro(clusterer='kmeans'):
         dls, sel = selected(clusterer)
         return train_drawn(items, comp, seed, sel, sel.balanced_dataloaders(dls), GroupDRO(DRO_ETA), weights=weights, size=size)
     runs = {'random': train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
-            'pretrained_spread': cached_run(comp, f'pretrained_spread-{tag}', seed, spread, threads),
+            'pretrained_spread': cached_run(comp, f'pretrained_spread-{tag}', seed, lambda: one_shot('spread'), threads),
+            'pretrained_flatten': cached_run(comp, f'pretrained_flatten-{tag}', seed, lambda: one_shot('flatten'), threads),
             'pretrained_dro': cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads),
             'pretrained_spectral_dro': cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads)}
     return [dict(comp=comp, seed=seed, method=k, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],

@@ -111,7 +111,7 @@ def undersample_parser() -> argparse.ArgumentParser:
     g.add_argument('--classes', nargs='+', help="only undersample these classes (with a single N) [every class larger than N]")
     g.add_argument('--strategy', choices=STRATEGIES, default='closest', help="which items of a subclass to keep: closest to its centre, "
                    "farthest (without the outer 100-PCT%%), random, spread (covering each subclass), cover (the whole class, for weak "
-                   "clusters) [%(default)s]")
+                   "clusters), flatten (a draw over the whole class that flattens its density) [%(default)s]")
     g.add_argument('--layer', nargs='+', default=['auto'], help="f0's layer(s) to cluster in: body, pool, linear, or a module path; 'auto' "
                    "tries the three and takes the best silhouette [auto]")
     g.add_argument('--pct', type=float, default=80, help="percentile of the distances to the centre kept as the inside of a subclass "

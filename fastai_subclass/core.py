@@ -20,7 +20,7 @@ __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 
            'fit_projection', 'reduce_dims', 'kmeans_fits', 'check_clusterer', 'spectral_labels', 'distinct_index',
            'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses', 'loo_labels', 'assignment_agreement',
            'restore_projection', 'cluster_strength', 'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks',
-           'select_samples']
+           'neighbour_distances', 'intrinsic_dim', 'flatten_picks', 'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -530,7 +530,7 @@ def cluster_quotas(sizes, n:int) -> np.ndarray:
     return q
 
 # %% ../nbs/00_core.ipynb #eaedbd9e
-STRATEGIES = ('closest', 'farthest', 'random', 'spread', 'cover')
+STRATEGIES = ('closest', 'farthest', 'random', 'spread', 'cover', 'flatten')
 
 # %% ../nbs/00_core.ipynb #0d842568
 def _inner(dist, pct):
@@ -572,6 +572,42 @@ def copy_ranks(x:np.ndarray) -> np.ndarray:
     ranks[order] = np.arange(len(inv)) - np.repeat(starts, np.diff(np.r_[starts, len(inv)]))
     return ranks
 
+# %% ../nbs/00_core.ipynb #46c7dbfa
+def neighbour_distances(x:np.ndarray, k:int=10, seed=42) -> np.ndarray:
+    "N x k distances of every row of `x` to its `k` nearest other rows (exact up to EXACT_KNN_MAX rows, NN-descent above)"
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) <= EXACT_KNN_MAX: return knn_graph(x, k + 1)[1][:, 1:]
+    from pynndescent import NNDescent  # umap-learn's own neighbour search
+    return NNDescent(x, n_neighbors=k + 1, random_state=seed, n_jobs=1).neighbor_graph[1][:, 1:]
+
+# %% ../nbs/00_core.ipynb #f0123bc4
+def intrinsic_dim(dist:np.ndarray) -> float:
+    "Maximum-likelihood dimension of the manifold the rows lie on, from their sorted positive `neighbour_distances`"
+    dist = np.asarray(dist, dtype=np.float64)
+    if dist.shape[1] < 2: return 1.0
+    # each row's estimate is (k-1) / sum_j log(r_k / r_j); pooling their inverses (not the estimates) avoids the bias of
+    # rows whose near neighbours all sit at almost the same distance
+    inv = np.log(dist[:, -1:] / dist[:, :-1]).sum(1) / (dist.shape[1] - 1)
+    return float(1 / inv.mean()) if inv.mean() > 0 else 1.0
+
+# %% ../nbs/00_core.ipynb #b086d043
+def flatten_picks(coords:np.ndarray, q:int, seed=42, k:int=10) -> np.ndarray:
+    "Positions of `q` rows of `coords`, drawn without replacement with chances inversely proportional to the density around them"
+    coords = np.asarray(coords, dtype=np.float32)
+    first, inverse, _ = distinct_index(coords)  # a point's copies do not make it dense, and come after every distinct point
+    rng, ranks = np.random.default_rng(seed), copy_ranks(coords)
+    log_w = np.zeros(len(first))
+    if len(first) > 2:
+        dist = neighbour_distances(coords[first], min(k, len(first) - 1), seed)
+        dist = np.maximum(dist, dist[dist > 0].min() if (dist > 0).any() else 1.0)  # rows closer than float32 resolves
+        # 1 / density = r_k ** d, in logs: r_k ** 10 spans more than float64 holds where d is large
+        log_w = intrinsic_dim(dist) * np.log(dist[:, -1])
+    # a weighted draw without replacement: order by log-weight plus Gumbel noise (Efraimidis & Spirakis' keys)
+    keys = log_w[inverse] + rng.gumbel(size=len(coords))
+    order = np.argsort(-keys, kind='stable')
+    order = order[np.argsort(ranks[order], kind='stable')]  # first copies first, in the draw's order
+    return order[:min(q, len(coords))]
+
 # %% ../nbs/00_core.ipynb #e7019b55
 def _pick(members, dist, q, strategy, pct, rng, coords=None, ranks=None):
     "`q` of `members` (one cluster) by `strategy`; copies of an image (`ranks` > 0) only after every distinct one"
@@ -590,7 +626,7 @@ def _pick(members, dist, q, strategy, pct, rng, coords=None, ranks=None):
 
 # %% ../nbs/00_core.ipynb #5c2fd95e
 def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:float=80, seed=42) -> np.ndarray:
-    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest', 'random' or 'spread'); 'cover' ignores the clusters"
+    "Sorted indices of `n` items, the same number from every cluster, picked by `strategy` ('closest', 'farthest', 'random' or 'spread'); 'cover' and 'flatten' ignore the clusters"
     if strategy not in STRATEGIES: raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if not 0 < pct <= 100: raise ValueError(f"pct must be in (0, 100], got {pct}")
     if int(n) != n or n <= 0: raise ValueError(f"n must be a positive whole number of items to keep, got {n}")
@@ -598,9 +634,10 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
     if n >= n_items:
         warnings.warn(f"select_samples: n={n} is not below the {n_items} items of this class; keeping them all")
         return np.arange(n_items)
-    # spread and cover work in the PCA space the clusters were found from (the 2-D map where there is none)
+    # spread, cover and flatten work in the PCA space the clusters were found from (the 2-D map where there is none)
     coords = subclasses.embedding if subclasses.reduced is None else subclasses.reduced
     if strategy == 'cover': return np.sort(spread_picks(coords, n))  # farthest-point over the whole class
+    if strategy == 'flatten': return np.sort(flatten_picks(coords, n, seed))  # a density-flattening draw over the whole class
     dist, rng = subclasses.distances(), np.random.default_rng(seed)
     members = [np.flatnonzero(labels == c) for c in range(subclasses.k)]
     have = np.array([len(m) for m in members])

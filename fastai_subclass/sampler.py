@@ -176,7 +176,7 @@ class SubclassUndersampler(_SubclassSelect, BaseUnderSampler or _NoImblearn):
                  ks=tuple(range(2,10)), # the cluster counts to try in each class; the best silhouette wins
                  n_pca:int=50, # PCA dimensions before UMAP
                  pct:float=80, # 'farthest' ignores the items beyond this percentile of distance (outliers)
-                 random_state:int|None=42, # seed of PCA, UMAP, k-means and 'random' picks; None is unseeded (not reproducible)
+                 random_state:int|None=42, # seed of PCA, UMAP, k-means and the 'random' and 'flatten' picks; None is unseeded (not reproducible)
                 ):
         self.sampling_strategy, self.strategy, self.ks, self.n_pca, self.pct, self.random_state = sampling_strategy, strategy, ks, n_pca, pct, random_state
 

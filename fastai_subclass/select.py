@@ -345,10 +345,10 @@ def clustered_weights_hash(model, before_training:bool=False) -> str:
 def subclass_undersample(learn, # the trained model f0 (or, with `before_training`, a learner just made from pretrained weights), a fastai `Learner` on labelled, single-label DataLoaders
                          n, # items to keep of each class to undersample, or a dict {class: count}
                          classes=None, # the classes to undersample (default: every class with more than `n` items)
-                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random', 'spread' (covering each subclass) or 'cover' (the whole class, ignoring the subclasses)
+                         strategy:str='closest', # which items of each subclass to keep: 'closest' to its centre, 'farthest', 'random', 'spread' (covering each subclass), 'cover' (the whole class, ignoring the subclasses) or 'flatten' (a draw over the whole class that flattens its density)
                          layer='auto', # the layer(s) to cluster: 'auto' tries 'body', 'pool' and 'linear' and keeps the best silhouette
                          pct:float=80, # 'farthest' ignores the items beyond this percentile of distance to the centre (outliers)
-                         seed=42, # seed of the projection, PCA, UMAP, k-means and 'random' picks: the same seed, the same selection
+                         seed=42, # seed of the projection, PCA, UMAP, k-means and the 'random' and 'flatten' picks: the same seed, the same selection
                          ks=range(2,10), # the numbers of subclasses to try in each class
                          n_pca:int=50, # PCA dimensions before UMAP
                          check:bool=True, # check that the clusters are real (`cluster_strength`) and warn where they are weak
