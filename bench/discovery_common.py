@@ -94,4 +94,4 @@ def test_scores(learn, items:pd.DataFrame) -> dict:
 
 def worst_subclass_recall(scores:dict, comp:str) -> float:
     "The lowest test recall among the majority class's true subclasses"
-    return min(scores[f'recall_{s}'] for s in COMPOSITIONS[comp]['subclasses'])
+    return min(scores[f'recall_{s}'] for s in composition(comp)['subclasses'])

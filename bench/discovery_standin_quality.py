@@ -2,6 +2,7 @@
 
     python bench/discovery_standin_quality.py --epochs 90              # the two stand-ins trained 90 epochs (cached), then scored
     python bench/discovery_standin_quality.py --epochs 30 --size 64    # trained (and clustered) at 64 px, the images upsampled
+    python bench/discovery_standin_quality.py --epochs 30 --size 64 --fu --fu-holdout   # f_u, also on C and D
 
 bench/standin.py's stand-ins train 30 epochs at 32 px (validation accuracy 0.743 / 0.821). Here the same stand-ins trained for
 `--epochs` at `--size` px go to bench/out/standin-e<epochs>/ (bench/out/standin-s<size>-e<epochs>/ for another size), and
@@ -62,11 +63,14 @@ def score(comp:str, feats:dict, seed:int) -> list:
 SCORED = [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')] + [(comp, c['standin']) for comp, c in HOLDOUT.items()]
 
 FU_METHODS = ('random', 'pretrained_spread', 'pretrained_flatten', 'pretrained_dro', 'pretrained_spectral_dro')
+#: f_u on the held-out compositions: does the recipe that met the f_u goal on A and B hold where nothing was chosen?
+HOLDOUT_FU_METHODS = ('random', 'pretrained_dro')
 
-def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list:
+def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int, methods=FU_METHODS) -> list:
     """f_u fine-tuned from the stand-in `weights` at `size` px (the benchmark's recipe), for random undersampling and, on the
     clusters of that stand-in before fine-tuning, the kept sets of `spread` and `flatten` and the per-epoch draws with
-    group DRO (on the map's k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row each (cached)"""
+    group DRO (on the map's k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row for each of
+    `methods` (cached)"""
     from fastai.vision.all import resnet18
     from fastai_subclass.train import subclass_learner
     from fastai_subclass.select import subclass_undersample
@@ -91,11 +95,12 @@ def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int) -> list
     def dro(clusterer='kmeans'):
         dls, sel = selected(clusterer)
         return train_drawn(items, comp, seed, sel, sel.balanced_dataloaders(dls), GroupDRO(DRO_ETA), weights=weights, size=size)
-    runs = {'random': train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
-            'pretrained_spread': cached_run(comp, f'pretrained_spread-{tag}', seed, lambda: one_shot('spread'), threads),
-            'pretrained_flatten': cached_run(comp, f'pretrained_flatten-{tag}', seed, lambda: one_shot('flatten'), threads),
-            'pretrained_dro': cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads),
-            'pretrained_spectral_dro': cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads)}
+    make = {'random': lambda: train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
+            'pretrained_spread': lambda: cached_run(comp, f'pretrained_spread-{tag}', seed, lambda: one_shot('spread'), threads),
+            'pretrained_flatten': lambda: cached_run(comp, f'pretrained_flatten-{tag}', seed, lambda: one_shot('flatten'), threads),
+            'pretrained_dro': lambda: cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads),
+            'pretrained_spectral_dro': lambda: cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads)}
+    runs = {k: make[k]() for k in methods}
     return [dict(comp=comp, seed=seed, method=k, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],
                  accuracy=r['accuracy'], train_s=r['train_s']) for k, r in runs.items()]
 
@@ -105,6 +110,7 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=SIZE, help="px the stand-ins are trained and read at (the images upsampled)")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--fu', action='store_true', help=f"also train f_u from the --epochs/--size stand-ins: {', '.join(FU_METHODS)}, seeds {SEEDS}")
+    p.add_argument('--fu-holdout', action='store_true', help=f"with --fu, also on the held-out compositions {', '.join(HOLDOUT)}: {', '.join(HOLDOUT_FU_METHODS)}")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = []
@@ -124,9 +130,12 @@ def main(argv=None):
     if not a.fu: return
     from discovery import per_seed_diff
     tag = variant_dir(a.epochs, a.size).name
-    fu = pd.DataFrame([r for comp, c in COMPOSITIONS.items() for seed in SEEDS
-                       for r in fu_rows(comp, seed, standin_path(c['standin'], variant_dir(a.epochs, a.size)), a.size, tag, a.threads)])
-    save(fu, f'fu_{tag}'.replace('-', '_'))
+    fu_comps = {**{comp: FU_METHODS for comp in COMPOSITIONS}, **({comp: HOLDOUT_FU_METHODS for comp in HOLDOUT} if a.fu_holdout else {})}
+    fu = pd.DataFrame([r for comp, methods in fu_comps.items() for seed in SEEDS
+                       for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], variant_dir(a.epochs, a.size)), a.size, tag,
+                                        a.threads, methods)])
+    save(fu[fu.comp.isin(list(COMPOSITIONS))], f'fu_{tag}'.replace('-', '_'))
+    if a.fu_holdout: save(fu[fu.comp.isin(list(HOLDOUT))], f'fu_{tag}_holdout'.replace('-', '_'))
     print(f"\nf_u from the stand-ins {tag}, median over seeds {SEEDS}")
     print(fu.groupby(['comp', 'method'])[['mean_roc_auc', 'worst_subclass_recall', 'accuracy', 'train_s']].median().round(3).to_string())
     for metric in ('worst_subclass_recall', 'mean_roc_auc'):
