@@ -15,12 +15,13 @@ from threadpoolctl import threadpool_limits
 
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'CLUSTERERS', 'SPECTRAL_MAX',
-           'MIN_STABILITY', 'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'check_features', 'standardize', 'silhouette_scores',
-           'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces', 'layout_epochs', 'umap_embed',
-           'fit_projection', 'reduce_dims', 'kmeans_fits', 'check_clusterer', 'spectral_labels', 'distinct_index',
-           'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses', 'loo_labels', 'assignment_agreement',
-           'restore_projection', 'cluster_strength', 'cluster_quotas', 'outlier_mask', 'spread_picks', 'copy_ranks',
-           'neighbour_distances', 'intrinsic_dim', 'flatten_picks', 'select_samples']
+           'MIN_STABILITY', 'MIN_SILHOUETTE_GAIN', 'STRATEGIES', 'PCA_STRATEGIES', 'check_features', 'standardize',
+           'silhouette_scores', 'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces',
+           'layout_epochs', 'umap_embed', 'fit_projection', 'reduce_dims', 'kmeans_fits', 'check_clusterer',
+           'spectral_labels', 'distinct_index', 'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses',
+           'loo_labels', 'assignment_agreement', 'restore_projection', 'cluster_strength', 'cluster_quotas',
+           'outlier_mask', 'spread_picks', 'copy_ranks', 'neighbour_distances', 'intrinsic_dim', 'flatten_picks',
+           'select_samples']
 
 # %% ../nbs/00_core.ipynb #557b6533
 def _rows_preview(rows, n=10):
@@ -531,6 +532,8 @@ def cluster_quotas(sizes, n:int) -> np.ndarray:
 
 # %% ../nbs/00_core.ipynb #eaedbd9e
 STRATEGIES = ('closest', 'farthest', 'random', 'spread', 'cover', 'flatten')
+#: the strategies that pick in the PCA space the clusters were found from (`Subclasses.reduced`), not in the 2-D map
+PCA_STRATEGIES = ('spread', 'cover', 'flatten')
 
 # %% ../nbs/00_core.ipynb #0d842568
 def _inner(dist, pct):
