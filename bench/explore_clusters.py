@@ -23,7 +23,8 @@ def subclasses_from(labels, emb):
     labels = np.unique(labels, return_inverse=True)[1]
     k = labels.max() + 1
     centers = np.stack([emb[labels == c].mean(0) for c in range(k)]).astype(np.float32)
-    return Subclasses(labels.astype(np.int64), int(k), centers, emb.astype(np.float32), {})
+    # `reduced`: the space the clusters were found in (the map, or PCA-50), where `spread` covers them
+    return Subclasses(labels.astype(np.int64), int(k), centers, emb.astype(np.float32), {}, reduced=emb.astype(np.float32))
 
 def variants(x, seed=42, ks=range(2, 10)):
     "{name: (labels, emb)} of clustering variants of one feature matrix"

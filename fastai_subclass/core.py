@@ -566,9 +566,9 @@ def spread_picks(coords:np.ndarray, q:int) -> np.ndarray:
     return np.array(picks, dtype=np.int64)
 
 # %% ../nbs/00_core.ipynb #1e4d7307
-def copy_ranks(x:np.ndarray) -> np.ndarray:
-    "For every row of `x`: how many identical rows come before it (0 for the first copy of each distinct row)"
-    inv = distinct_index(x)[1]
+def copy_ranks(x:np.ndarray, inverse=None) -> np.ndarray:
+    "For every row of `x`: how many identical rows come before it (0 for the first copy of each distinct row); `inverse`: `distinct_index(x)[1]` where known"
+    inv = distinct_index(x)[1] if inverse is None else np.asarray(inverse)
     order = np.argsort(inv, kind='stable')
     starts = np.r_[0, np.flatnonzero(np.diff(inv[order])) + 1]
     ranks = np.empty(len(inv), dtype=np.int64)
@@ -598,7 +598,7 @@ def flatten_picks(coords:np.ndarray, q:int, seed=42, k:int=10) -> np.ndarray:
     "Positions of `q` rows of `coords`, drawn without replacement with chances inversely proportional to the density around them"
     coords = np.asarray(coords, dtype=np.float32)
     first, inverse, _ = distinct_index(coords)  # a point's copies do not make it dense, and come after every distinct point
-    rng, ranks = np.random.default_rng(seed), copy_ranks(coords)
+    rng, ranks = np.random.default_rng(seed), copy_ranks(coords, inverse)
     log_w = np.zeros(len(first))
     if len(first) > 2:
         dist = neighbour_distances(coords[first], min(k, len(first) - 1), seed)
@@ -637,7 +637,13 @@ def select_samples(subclasses:Subclasses, n:int, strategy:str='closest', pct:flo
     if n >= n_items:
         warnings.warn(f"select_samples: n={n} is not below the {n_items} items of this class; keeping them all")
         return np.arange(n_items)
-    # spread, cover and flatten work in the PCA space the clusters were found from (the 2-D map where there is none)
+    # spread, cover and flatten work in the PCA space the clusters were found from; only a single cluster (nothing was
+    # fitted) has none, and picks in its map. Subclasses read back from a CSV have lost it: picking in the map instead
+    # would silently give other items than the same strategy gave when they were found.
+    if strategy in PCA_STRATEGIES and subclasses.reduced is None and subclasses.k > 1:
+        raise ValueError(f"strategy={strategy!r} picks in the PCA space the clusters were found in, which these subclasses do not "
+                         "hold (read back from a CSV): restore it first, with `sel.assign(f0)` for a SubclassSelection (the "
+                         "model it was made with) or `restore_projection(subclasses, feats)`")
     coords = subclasses.embedding if subclasses.reduced is None else subclasses.reduced
     if strategy == 'cover': return np.sort(spread_picks(coords, n))  # farthest-point over the whole class
     if strategy == 'flatten': return np.sort(flatten_picks(coords, n, seed))  # a density-flattening draw over the whole class

@@ -14,7 +14,7 @@ from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
 from fastai.data.core import Datasets, DataLoaders
 from fastai.torch_core import TensorMultiCategory
-from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES, PCA_STRATEGIES, check_clusterer
+from .core import Subclasses, find_subclasses, select_samples, cluster_strength, assign_subclasses, restore_projection, STRATEGIES, check_clusterer
 from .features import extract_features, resolve_layers, weights_hash, atomic_write, MAX_FEATURE_BYTES
 from .show import show_subclasses, show_cluster_grid, show_silhouettes, show_class_counts
 
@@ -406,11 +406,6 @@ def record_losses(self:SubclassSelection, f0, classes=None) -> SubclassSelection
 def reselect(self:SubclassSelection, strategy:str=None, pct:float=None, seed=None) -> SubclassSelection:
     "A new selection from the same subclasses: as many items kept per class, picked by `strategy` (default: the same settings)"
     strategy, pct, seed = strategy or self.strategy, pct if pct is not None else self.pct, seed if seed is not None else self.seed
-    # a selection read back from a CSV keeps the map, not the PCA space: those strategies would pick elsewhere than they did
-    no_pca = [c for c, cs in self.classes.items() if strategy in PCA_STRATEGIES and cs.subclasses is not None
-              and cs.subclasses.reduced is None and cs.k > 1]
-    if no_pca: raise ValueError(f"strategy={strategy!r} picks in the PCA space of the clusters, which class(es) {no_pca} do not hold "
-                                "(read back from a CSV): call `sel.assign(f0)` first, with the model the selection was made with")
     classes = {}
     for c, cs in self.classes.items():
         if cs.subclasses is None: raise ValueError(f"the selection of class {c!r} holds no subclasses to pick from again")
