@@ -3,9 +3,12 @@
     python bench/discovery_standin_quality.py --epochs 90              # the two stand-ins trained 90 epochs (cached), then scored
     python bench/discovery_standin_quality.py --epochs 30 --size 64    # trained (and clustered) at 64 px, the images upsampled
     python bench/discovery_standin_quality.py --epochs 30 --size 64 --fu --fu-holdout   # f_u, also on C and D
+    python bench/discovery_standin_quality.py --epochs 90 --ssl 1      # stand-ins that also learnt SimCLR's contrastive task
+    python bench/discovery_standin_quality.py --epochs 90 --ssl 1 --fu --fu-holdout --fu-methods random pretrained_dro pretrained_spectral_dro
 
 bench/standin.py's stand-ins train 30 epochs at 32 px (validation accuracy 0.743 / 0.821). Here the same stand-ins trained for
-`--epochs` at `--size` px go to bench/out/standin-e<epochs>/ (bench/out/standin-s<size>-e<epochs>/ for another size), and
+`--epochs` at `--size` px go to bench/out/standin-e<epochs>/ (bench/out/standin-s<size>-e<epochs>/ for another size;
+standin-ssl<w>-e<epochs>/ for those trained with `--ssl w`, bench/standin.py's contrastive loss), and
 the majority class of each composition is clustered through each
 stand-in's own backbone before any fine-tuning (`subclass_undersample(..., before_training=True)` does this), as the
 `pretrained` setting of bench/discovery.py does: for seeds 0-2, the chosen layer's k, ARI, coverage of `closest`,
@@ -14,7 +17,7 @@ ceilings (bench/discovery.py `probe_ceiling`). The features are read at the size
 the paper's; spectral on the PCA space's neighbour graph). Controls: composition B through the stand-in `all`, which saw
 B's subclasses (is B hard because its stand-in never saw them, or hard anyway?), and the held-out compositions C and D
 (bench/discovery_common.py `HOLDOUT`), which no choice was made on. Prints the benchmark's stand-ins and these side by side; the table goes to
-nbs/discovery/standin_quality.csv (standin_quality_s<size>.csv for another size).
+nbs/discovery/standin_quality.csv (standin_quality_s<size>.csv for another size, standin_quality_ssl<w>_e<epochs>.csv with `--ssl`).
 """
 import argparse, functools, json, sys, warnings
 from pathlib import Path
@@ -24,10 +27,10 @@ from discovery_common import *
 from discovery import coverage, probe_ceiling, paper_layer, random_coverage, save, SEEDS
 from standin import make_standin, standin_path, OUT as STANDIN_OUT
 
-def variant_dir(epochs:int, size:int=SIZE) -> Path:
-    "Where the stand-ins trained `epochs` at `size` px are kept: bench/standin.py's own for 30 epochs at 32 px"
-    if (epochs, size) == (30, SIZE): return STANDIN_OUT
-    return STANDIN_OUT.parent/(f'standin-e{epochs}' if size == SIZE else f'standin-s{size}-e{epochs}')
+def variant_dir(epochs:int, size:int=SIZE, ssl:float=0.) -> Path:
+    "Where the stand-ins trained `epochs` at `size` px (with `ssl` x SimCLR's loss) are kept: bench/standin.py's own for 30 epochs at 32 px"
+    if (epochs, size, ssl) == (30, SIZE, 0): return STANDIN_OUT
+    return STANDIN_OUT.parent/('standin' + ('' if size == SIZE else f'-s{size}') + (f'-ssl{ssl:g}' if ssl else '') + f'-e{epochs}')
 
 def standin_features(comp:str, weights, size:int=SIZE) -> dict:
     "{'body', 'pool', 'subclass'}: the majority class's training items at `size` px through the stand-in `weights`, before any training"
@@ -108,31 +111,36 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--epochs', type=int, default=90)
     p.add_argument('--size', type=int, default=SIZE, help="px the stand-ins are trained and read at (the images upsampled)")
+    p.add_argument('--ssl', type=float, default=0., help="weight of SimCLR's loss the stand-ins also learnt (bench/standin.py --ssl)")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--fu', action='store_true', help=f"also train f_u from the --epochs/--size stand-ins: {', '.join(FU_METHODS)}, seeds {SEEDS}")
+    p.add_argument('--fu-methods', nargs='+', choices=FU_METHODS,
+                   help=f"with --fu, the methods to train on every composition trained (default: {', '.join(FU_METHODS)} on A and B; "
+                        f"{', '.join(HOLDOUT_FU_METHODS)} on the held-out ones)")
     p.add_argument('--fu-holdout', action='store_true', help=f"with --fu, also on the held-out compositions {', '.join(HOLDOUT)}: {', '.join(HOLDOUT_FU_METHODS)}")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     rows = []
-    for epochs, size in ((30, SIZE), (a.epochs, a.size)):
-        out = variant_dir(epochs, size)
+    for epochs, size, ssl in ((30, SIZE, 0.), (a.epochs, a.size, a.ssl)):
+        out = variant_dir(epochs, size, ssl)
         for comp, standin in SCORED:
-            fn = make_standin(standin, out, epochs=epochs, threads=a.threads, size=size)
+            fn = make_standin(standin, out, epochs=epochs, threads=a.threads, size=size, ssl=ssl)
             acc = json.loads(fn.with_suffix('.json').read_text())['valid_accuracy']
             feats = standin_features(comp, fn, size)
-            rows += [dict(standin=standin, standin_epochs=epochs, standin_size=size, standin_accuracy=acc, **r)
+            rows += [dict(standin=standin, standin_epochs=epochs, standin_size=size, standin_ssl=ssl, standin_accuracy=acc, **r)
                      for s in SEEDS for r in score(comp, feats, s)]
     df = pd.DataFrame(rows)
-    name = 'standin_quality' + ('' if a.size == SIZE else f'_s{a.size}')
+    name = 'standin_quality' + ('' if a.size == SIZE else f'_s{a.size}') + (f'_ssl{a.ssl:g}_e{a.epochs}' if a.ssl else '')
     save(df, name)
     pd.set_option('display.width', 250)
-    print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size', 'clusterer']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
+    print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size', 'standin_ssl', 'clusterer']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
     if not a.fu: return
     from discovery import per_seed_diff
-    tag = variant_dir(a.epochs, a.size).name
-    fu_comps = {**{comp: FU_METHODS for comp in COMPOSITIONS}, **({comp: HOLDOUT_FU_METHODS for comp in HOLDOUT} if a.fu_holdout else {})}
+    tag = variant_dir(a.epochs, a.size, a.ssl).name
+    fu_comps = {**{comp: a.fu_methods or FU_METHODS for comp in COMPOSITIONS},
+                **({comp: a.fu_methods or HOLDOUT_FU_METHODS for comp in HOLDOUT} if a.fu_holdout else {})}
     fu = pd.DataFrame([r for comp, methods in fu_comps.items() for seed in SEEDS
-                       for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], variant_dir(a.epochs, a.size)), a.size, tag,
+                       for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], variant_dir(a.epochs, a.size, a.ssl)), a.size, tag,
                                         a.threads, methods)])
     save(fu[fu.comp.isin(list(COMPOSITIONS))], f'fu_{tag}'.replace('-', '_'))
     if a.fu_holdout: save(fu[fu.comp.isin(list(HOLDOUT))], f'fu_{tag}_holdout'.replace('-', '_'))

@@ -9,6 +9,12 @@ state dict has the layout of torchvision's published weights (fc: 1000 x 512), s
     python bench/standin.py                                  # both stand-ins, cached in bench/out/standin/
     python bench/standin.py --name all --epochs 2            # a quick check
     python bench/standin.py --size 64 --out bench/out/standin-s64-e30   # trained on the images upsampled to 64 px
+    python bench/standin.py --ssl 1 --out bench/out/standin-ssl1-e30      # plus SimCLR's contrastive loss on two views
+
+`--ssl w` adds w times SimCLR's NT-Xent loss (Chen et al. 2020) on two strongly augmented views of each image, through a
+projection head that is dropped before saving; the labels' cross-entropy is taken on both views. A stand-in trained on
+7 labels only learns what tells those 7 apart; ImageNet's 1000 labels teach far more. The contrastive loss asks the
+backbone to tell every image from every other, which is the nearest offline stand-in for that breadth.
 
 Stand-ins (`--name`): `all` saw the 10 classes; `no-cat-deer-truck` never saw cat, deer or truck, the subclasses of
 the benchmark's composition that a method reading back the stand-in's own labels cannot find.
@@ -46,6 +52,39 @@ def augment(x:torch.Tensor, gen:torch.Generator) -> torch.Tensor:
     out[flip] = out[flip].flip(-1)
     return out
 
+LUMA = torch.tensor([0.299, 0.587, 0.114])[:, None, None]  # ITU-R 601 grey, as PIL's convert('L')
+
+def grayscale(x:torch.Tensor) -> torch.Tensor: return (x * LUMA).sum(1, keepdim=True)
+
+def strong_augment(x:torch.Tensor, gen:torch.Generator, size:int=32) -> torch.Tensor:
+    "SimCLR's views of a uint8 batch at `size` px: random resized crops (area 0.2-1), flips, brightness/contrast/saturation 0.4 (p 0.8), grey (p 0.2); normalized"
+    n, src = len(x), x.shape[-1]
+    u = torch.rand(n, 8, generator=gen)
+    area, ratio = 0.2 + 0.8 * u[:, 0], torch.exp((u[:, 1] - 0.5) * 2 * np.log(4 / 3))
+    w = (src * torch.sqrt(area * ratio)).round().clamp(8, src).long()
+    h = (src * torch.sqrt(area / ratio)).round().clamp(8, src).long()
+    top, left = ((src - h + 1) * u[:, 2]).long(), ((src - w + 1) * u[:, 3]).long()
+    xf = x.float() / 255
+    out = torch.cat([torch.nn.functional.interpolate(xf[i:i + 1, :, top[i]:top[i] + h[i], left[i]:left[i] + w[i]], size=(size, size),
+                                                     mode='bilinear', align_corners=False) for i in range(n)])
+    flip = u[:, 4] < 0.5
+    out[flip] = out[flip].flip(-1)
+    bright, contrast, sat = 0.6 + 0.8 * torch.rand(3, n, 1, 1, 1, generator=gen)
+    mean = grayscale(out).mean((2, 3), keepdim=True) * bright  # the brightened image's mean grey
+    j = (out * bright - mean) * contrast + mean
+    j = grayscale(j) + (j - grayscale(j)) * sat
+    out = torch.where((u[:, 5] < 0.8)[:, None, None, None], j, out).clamp(0, 1)
+    out = torch.where((u[:, 6] < 0.2)[:, None, None, None], grayscale(out).expand_as(out), out)
+    return (out - MEAN) / STD
+
+def nt_xent(z1:torch.Tensor, z2:torch.Tensor, temperature:float=0.2) -> torch.Tensor:
+    "SimCLR's loss: each view must pick its partner out of the batch's other 2n - 2 views"
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    sim = z @ z.T / temperature
+    sim.fill_diagonal_(float('-inf'))
+    n = len(z1)
+    return torch.nn.functional.cross_entropy(sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+
 def normalize(x:torch.Tensor, size:int=32) -> torch.Tensor:
     "Float, normalized as fastai does for pretrained weights; upsampled (bilinear) to `size` px where that is not 32"
     x = (x.float() / 255 - MEAN) / STD
@@ -56,14 +95,17 @@ def accuracy(model, x, y, bs=500, size:int=32) -> float:
     with torch.no_grad(): pred = torch.cat([model(normalize(x[i:i + bs], size)).argmax(1) for i in range(0, len(x), bs)])
     return float((pred == y).float().mean())
 
-def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0, threads:int=2, size:int=32) -> tuple:
-    "A ResNet18 (1000 outputs) trained on the CIFAR-10 train images of `classes`, seen at `size` px; (model, facts)"
+def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0, threads:int=2, size:int=32, ssl:float=0.) -> tuple:
+    "A ResNet18 (1000 outputs) trained on the CIFAR-10 train images of `classes`, seen at `size` px, plus `ssl` x SimCLR's loss; (model, facts)"
     torch.manual_seed(seed); torch.set_num_threads(threads)
     gen = torch.Generator().manual_seed(seed)
     x, y = load_images('train', classes)
     xv, yv = load_images('test', classes)
     model = torchvision.models.resnet18(num_classes=1000)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    # the backbone up to the pooled 512 features, sharing the model's modules; SimCLR's projection head is not saved
+    body = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())
+    head = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 128)) if ssl else None
+    opt = torch.optim.AdamW([*model.parameters(), *(head.parameters() if ssl else [])], lr=lr, weight_decay=0.05)
     steps = epochs * (len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
     t = time.time()
@@ -72,12 +114,16 @@ def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0,
         perm = torch.randperm(len(x), generator=gen)
         for i in range(len(x) // bs):
             b = perm[i * bs:(i + 1) * bs]
-            loss = torch.nn.functional.cross_entropy(model(normalize(augment(x[b], gen), size)), y[b], label_smoothing=0.1)
+            if ssl:
+                feats = body(torch.cat([strong_augment(x[b], gen, size), strong_augment(x[b], gen, size)]))
+                loss = (torch.nn.functional.cross_entropy(model.fc(feats), y[b].repeat(2), label_smoothing=0.1) +
+                        ssl * nt_xent(*head(feats).chunk(2)))
+            else: loss = torch.nn.functional.cross_entropy(model(normalize(augment(x[b], gen), size)), y[b], label_smoothing=0.1)
             opt.zero_grad(); loss.backward(); opt.step(); sched.step()
         if epoch % 5 == 4 or epoch == epochs - 1:
             print(f"  epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, valid accuracy {accuracy(model, xv, yv, size=size):.3f}, "
                   f"{time.time() - t:.0f} s", flush=True)
-    facts = dict(classes=list(classes), train_images=len(x), epochs=epochs, bs=bs, lr=lr, seed=seed, threads=threads, size=size,
+    facts = dict(classes=list(classes), train_images=len(x), epochs=epochs, bs=bs, lr=lr, seed=seed, threads=threads, size=size, ssl=ssl,
                  valid_images=len(xv), valid_accuracy=round(accuracy(model, xv, yv, size=size), 4), train_s=round(time.time() - t))
     return model, facts
 
@@ -102,9 +148,10 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=30)
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--size', type=int, default=32, help="the px the stand-in sees (the 32 px images upsampled)")
+    p.add_argument('--ssl', type=float, default=0., help="weight of SimCLR's contrastive loss next to the labels' (0: labels only)")
     p.add_argument('--out', default=str(OUT))
     p.add_argument('--redo', action='store_true')
     a = p.parse_args(argv)
-    for name in a.name: make_standin(name, a.out, a.redo, epochs=a.epochs, threads=a.threads, size=a.size)
+    for name in a.name: make_standin(name, a.out, a.redo, epochs=a.epochs, threads=a.threads, size=a.size, ssl=a.ssl)
 
 if __name__ == '__main__': main()
