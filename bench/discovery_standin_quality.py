@@ -136,11 +136,12 @@ def main(argv=None):
     print(df.groupby(['comp', 'standin', 'standin_epochs', 'standin_size', 'standin_ssl', 'clusterer']).median(numeric_only=True).drop(columns='seed').round(3).to_string())
     if not a.fu: return
     from discovery import per_seed_diff
-    tag = variant_dir(a.epochs, a.size, a.ssl).name
+    fu_dir = variant_dir(a.epochs, a.size, a.ssl)  # the stand-ins f_u is fine-tuned from
+    tag = fu_dir.name
     fu_comps = {**{comp: a.fu_methods or FU_METHODS for comp in COMPOSITIONS},
                 **({comp: a.fu_methods or HOLDOUT_FU_METHODS for comp in HOLDOUT} if a.fu_holdout else {})}
     fu = pd.DataFrame([r for comp, methods in fu_comps.items() for seed in SEEDS
-                       for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], variant_dir(a.epochs, a.size, a.ssl)), a.size, tag,
+                       for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], fu_dir), a.size, tag,
                                         a.threads, methods)])
     save(fu[fu.comp.isin(list(COMPOSITIONS))], f'fu_{tag}'.replace('-', '_'))
     if a.fu_holdout: save(fu[fu.comp.isin(list(HOLDOUT))], f'fu_{tag}_holdout'.replace('-', '_'))

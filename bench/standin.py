@@ -72,7 +72,8 @@ def strong_augment(x:torch.Tensor, gen:torch.Generator, size:int=32) -> torch.Te
     bright, contrast, sat = 0.6 + 0.8 * torch.rand(3, n, 1, 1, 1, generator=gen)
     mean = grayscale(out).mean((2, 3), keepdim=True) * bright  # the brightened image's mean grey
     j = (out * bright - mean) * contrast + mean
-    j = grayscale(j) + (j - grayscale(j)) * sat
+    grey = grayscale(j)
+    j = grey + (j - grey) * sat
     out = torch.where((u[:, 5] < 0.8)[:, None, None, None], j, out).clamp(0, 1)
     out = torch.where((u[:, 6] < 0.2)[:, None, None, None], grayscale(out).expand_as(out), out)
     return (out - MEAN) / STD
@@ -102,9 +103,10 @@ def train_standin(classes, epochs:int=30, bs:int=128, lr:float=2e-3, seed:int=0,
     x, y = load_images('train', classes)
     xv, yv = load_images('test', classes)
     model = torchvision.models.resnet18(num_classes=1000)
-    # the backbone up to the pooled 512 features, sharing the model's modules; SimCLR's projection head is not saved
-    body = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())
-    head = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 128)) if ssl else None
+    head = []  # SimCLR's projection head, trained with the model and not saved
+    if ssl:
+        body = torch.nn.Sequential(*list(model.children())[:-1], torch.nn.Flatten())  # the model up to its pooled 512 features
+        head = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 128))
     opt = torch.optim.AdamW([*model.parameters(), *(head.parameters() if ssl else [])], lr=lr, weight_decay=0.05)
     steps = epochs * (len(x) // bs)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.25)
