@@ -93,10 +93,12 @@ def paper_layer(by_layer:dict) -> str:
 
 def cluster_rows(comp:str, setting:str, seed:int) -> list:
     "One row per layer: k, silhouette, ARI, NMI, strength and the coverage of each strategy (cached)"
-    from fastai_subclass.core import select_samples, cluster_strength, STRATEGIES
+    from fastai_subclass.core import select_samples, cluster_strength, weak_reasons, STRATEGIES
     fn = OUT/comp/f'clusters-{setting}-seed{seed}.json'
     if fn.exists():
         rows = json.loads(fn.read_text())
+        # the verdict under the library's current rule, from the figures the strength check measured
+        for r in rows: r['weak'] = r['k'] < 2 or bool(weak_reasons(r['silhouette'], r['null_silhouette'], r['stability']))
         if all(f'coverage_{s}' in r for r in rows for s in STRATEGIES) and all('coverage_probe_confident' in r for r in rows): return rows
         # a strategy or the probe added since: computed from the same clusters (the strength checks are not rerun)
         f, n, keys = make_f0(comp, f0_of(setting), seed), COMPOSITIONS[comp]['n'], setting_layers(setting)

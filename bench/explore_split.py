@@ -3,7 +3,7 @@
 bench/explore_recursive.py split clusters down to a fixed depth and found that deeper trees lower the ARI. Here the
 stopping rule is the library's own weak-cluster check: after the chain (`find_subclasses`) has clustered a class, each
 cluster of at least 40 items is clustered again on its own (the same chain and clusterer, the same seed), and split only
-where `cluster_strength` does not call that clustering weak (its silhouette at least 0.1 above structureless data's,
+where `cluster_strength` does not call that clustering weak (its silhouette at least 1.2 times structureless data's,
 stable across seeds); the parts are treated the same way, two levels down at most. The leaves are the subclasses.
 
 Scored as bench/discovery_standin_quality.py scores the chain: the majority class of each composition through the

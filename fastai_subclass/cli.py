@@ -120,7 +120,8 @@ def undersample_parser() -> argparse.ArgumentParser:
                    "not the trained f0's layers: on the known-subclass benchmark its clusters matched the true subclasses better")
     g.add_argument('--clusterer', choices=CLUSTERERS, default='kmeans', help="how each layer is clustered: k-means in the 2-D UMAP map "
                    "(the paper's), or spectral clustering of the PCA space (on the known-subclass benchmark it found more of the "
-                   f"true subclasses where the features separate them; up to {SPECTRAL_MAX:,} items a class) [%(default)s]")
+                   "true subclasses where the features separate them, on the pretrained backbone: use it with --before-training; "
+                   f"up to {SPECTRAL_MAX:,} items a class) [%(default)s]")
     g = p.add_argument_group('model and training (the paper\'s recipe by default)')
     g.add_argument('--arch', default='resnet50', help="torchvision (resnet50, resnet18, densenet121, vgg16_bn, ...) or timm model name [%(default)s]")
     g.add_argument('--pretrained', action=argparse.BooleanOptionalAction, default=True, help="start from ImageNet weights (needs the "
