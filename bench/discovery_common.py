@@ -51,7 +51,7 @@ BS, LR, SIZE = 25, 1e-2, 32
 
 def standin_file(comp:str, standin_dir=None) -> Path:
     "The stand-in weights file that composition `comp`'s f0 is fine-tuned from"
-    fn = Path(standin_dir or ROOT/'bench'/'out'/'standin')/f"resnet18-cifar10-{COMPOSITIONS[comp]['standin']}.pth"
+    fn = Path(standin_dir or ROOT/'bench'/'out'/'standin')/f"resnet18-cifar10-{composition(comp)['standin']}.pth"
     if not fn.exists(): raise FileNotFoundError(f"{fn} is missing: make it with `python bench/standin.py`")
     return fn
 

@@ -1,29 +1,33 @@
 """Does the weak-cluster check (`cluster_strength`) fire where the clusters miss the true subclasses, and only there?
 
-    python bench/explore_weak.py                # about 25 min on 2 cores once the f0 runs and stand-ins are cached
-    python bench/explore_weak.py --brightness   # what spectral clusters of f0 from scratch follow: the images' brightness
+    BENCH_THREADS=2 python bench/explore_weak.py   # about 40 min on 2 cores once the stand-ins are cached (then cached per source)
+    python bench/explore_weak.py --brightness      # what spectral clusters of f0 from scratch follow: the images' brightness
 
 Every clustering the discovery benchmark makes, with both of `find_subclasses`' clusterers (k-means in the map, the
 paper's; spectral on the PCA space's neighbour graph), on every layer: f0 from scratch and f0 fine-tuned from the
-stand-in (bench/discovery_f0.py's cached runs, A and B, seeds 0-2), and the stand-ins' own backbones before any
+stand-in (bench/discovery_f0.py's runs, seeds 0-2: A and B, cached by the benchmark, and the held-out C and D, trained
+here on first use: 12 runs of 1-2 min, which no choice of the check's rule saw), and the stand-ins' own backbones before any
 fine-tuning (`before_training=True`) for each stand-in variant of bench/discovery_standin_quality.py that is cached,
 on every composition it scores (A, B, the control B through `all`, the held-out C and D). Per clustering: k, the
 ARI against the true subclasses, and `cluster_strength`'s silhouette, the null's silhouette and the stability (its
-verdict follows from these three: `weak_reasons`); and `subsample_stability`: the stability when each rerun also clusters another random 80% of the items. Table: nbs/discovery/weak_check.csv (nbs/11_discovery reads it).
+verdict follows from these three: `weak_reasons`); and `subsample_stability`: the stability when each rerun also
+clusters another random 80% of the items. Table: nbs/discovery/weak_check.csv (nbs/11_discovery reads it).
 """
-import sys, warnings
+import json, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
 from discovery import save, setting_layers, SEEDS
-from discovery_f0 import f0_path
+from discovery_f0 import make_f0
 from discovery_standin_quality import SCORED, standin_features, variant_dir
 from standin import standin_path
 
 #: The stand-in variants scored (epochs, size, ssl): bench/standin.py's own, 90 epochs, 64 px, SimCLR 30 / 90 epochs
 VARIANTS = ((30, SIZE, 0.), (90, SIZE, 0.), (30, 64, 0.), (30, SIZE, 1.), (90, SIZE, 1.))
 CACHE = OUT.parent/'weak'
+#: The compositions whose f0 runs are checked: the benchmark's, and the held-out ones (C, D: clusterings made after the rule was chosen)
+F0_COMPS = (*COMPOSITIONS, *HOLDOUT)
 
 def variant_name(epochs:int, size:int, ssl:float) -> str: return variant_dir(epochs, size, ssl).name
 
@@ -40,11 +44,9 @@ def variant_features(comp:str, standin:str, epochs:int, size:int, ssl:float) -> 
 def sources():
     "(setting, standin variant, composition, seed, {layer: features}, truth) of every clustering to check"
     for setting in ('scratch', 'standin'):
-        for comp in COMPOSITIONS:
+        for comp in F0_COMPS:
             for seed in SEEDS:
-                fn = f0_path(comp, setting, seed)
-                if not fn.exists(): continue
-                f = np.load(fn)
+                f = make_f0(comp, setting, seed)
                 yield setting, '', comp, seed, {l: f[k] for l, k in setting_layers(setting).items()}, f['subclass'].astype(str)
     for v in VARIANTS:
         for comp, standin in SCORED:
@@ -68,6 +70,9 @@ def check_rows() -> pd.DataFrame:
     from fastai_subclass.core import find_subclasses, cluster_strength, CLUSTERERS
     rows = []
     for setting, standin, comp, seed, layers, truth in sources():
+        fn = CACHE/f"rows-{setting}-{standin.replace(':', '_') or 'f0'}-{comp}-seed{seed}.json"
+        if fn.exists(): rows += json.loads(fn.read_text()); continue
+        new = []
         for layer, x in layers.items():
             for clusterer in CLUSTERERS:
                 with warnings.catch_warnings():
@@ -75,9 +80,12 @@ def check_rows() -> pd.DataFrame:
                     sc = find_subclasses(x, seed=seed, clusterer=clusterer)
                     s = cluster_strength(x, seed=seed, subclasses=sc, clusterer=clusterer)
                     sub = subsample_stability(x, sc, seed, clusterer)
-                rows.append(dict(setting=setting, standin=standin, comp=comp, seed=seed, layer=layer, clusterer=clusterer, k=sc.k,
-                                 ari=adjusted_rand_score(truth, sc.labels), **{k: s[k] for k in ('silhouette', 'null_silhouette', 'stability')},
+                new.append(dict(setting=setting, standin=standin, comp=comp, seed=seed, layer=layer, clusterer=clusterer, k=int(sc.k),
+                                 ari=float(adjusted_rand_score(truth, sc.labels)), **{k: float(s[k]) for k in ('silhouette', 'null_silhouette', 'stability')},
                                  subsample_stability=sub))
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(new)); tmp.replace(fn)
+        rows += new
         print(setting, standin, comp, seed, flush=True)
     return pd.DataFrame(rows)
 
@@ -92,7 +100,7 @@ def brightness_rows() -> pd.DataFrame:
         maj = items[(~items.is_valid) & (items.label == MAJORITY)]  # in the order bench/discovery_f0.py saved the features
         bright = np.array([np.asarray(Image.open(f).convert('RGB'), dtype=np.float32).mean() / 255 for f in maj.path])
         for seed in SEEDS:
-            f = np.load(f0_path(comp, 'scratch', seed))
+            f = make_f0(comp, 'scratch', seed)
             with warnings.catch_warnings():
                 warnings.simplefilter('ignore')
                 sc = find_subclasses(f['f0_pool'], seed=seed, clusterer='spectral')
