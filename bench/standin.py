@@ -58,6 +58,9 @@ def grayscale(x:torch.Tensor) -> torch.Tensor: return (x * LUMA).sum(1, keepdim=
 
 def strong_augment(x:torch.Tensor, gen:torch.Generator, size:int=32) -> torch.Tensor:
     "SimCLR's views of a uint8 batch at `size` px: random resized crops (area 0.2-1), flips, brightness/contrast/saturation 0.4 (p 0.8), grey (p 0.2); normalized"
+    # not torchvision's RandomResizedCrop / ColorJitter / RandomGrayscale: they draw from the global RNG, one image (or
+    # one set of parameters per batch) at a time; here every image's parameters come from `gen`, so the views (and the
+    # cached stand-ins) are reproduced draw for draw
     n, src = len(x), x.shape[-1]
     u = torch.rand(n, 8, generator=gen)
     area, ratio = 0.2 + 0.8 * u[:, 0], torch.exp((u[:, 1] - 0.5) * 2 * np.log(4 / 3))
