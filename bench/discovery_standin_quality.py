@@ -5,6 +5,8 @@
     python bench/discovery_standin_quality.py --epochs 30 --size 64 --fu --fu-holdout   # f_u, also on C and D
     python bench/discovery_standin_quality.py --epochs 90 --ssl 1      # stand-ins that also learnt SimCLR's contrastive task
     python bench/discovery_standin_quality.py --epochs 90 --ssl 1 --fu --fu-holdout --fu-methods random pretrained_dro pretrained_spectral_dro
+    python bench/discovery_standin_quality.py --epochs 30 --size 64 --fu --fu-holdout --fu-name fu_l2_s64 \
+        --fu-methods random pretrained_dro pretrained_spectral_l2_closest pretrained_spectral_l2_dro   # on the unit-length features' clusters
 
 bench/standin.py's stand-ins train 30 epochs at 32 px (validation accuracy 0.743 / 0.821). Here the same stand-ins trained for
 `--epochs` at `--size` px go to bench/out/standin-e<epochs>/ (bench/out/standin-s<size>-e<epochs>/ for another size;
@@ -66,14 +68,17 @@ def score(comp:str, feats:dict, seed:int) -> list:
 SCORED = [(comp, c['standin']) for comp, c in COMPOSITIONS.items()] + [('B', 'all')] + [(comp, c['standin']) for comp, c in HOLDOUT.items()]
 
 FU_METHODS = ('random', 'pretrained_spread', 'pretrained_flatten', 'pretrained_dro', 'pretrained_spectral_dro')
+#: f_u on the spectral clusters of the features scaled to unit length (`l2_normalize`): the paper's one-shot `closest` and the per-epoch draws with group DRO
+L2_FU_METHODS = ('pretrained_spectral_l2_closest', 'pretrained_spectral_l2_dro')
 #: f_u on the held-out compositions: does the recipe that met the f_u goal on A and B hold where nothing was chosen?
 HOLDOUT_FU_METHODS = ('random', 'pretrained_dro')
 
 def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int, methods=FU_METHODS) -> list:
     """f_u fine-tuned from the stand-in `weights` at `size` px (the benchmark's recipe), for random undersampling and, on the
     clusters of that stand-in before fine-tuning, the kept sets of `spread` and `flatten` and the per-epoch draws with
-    group DRO (on the map's k-means clusters, and on the spectral ones: `pretrained_spectral_dro`); one row for each of
-    `methods` (cached)"""
+    group DRO (on the map's k-means clusters, and on the spectral ones: `pretrained_spectral_dro`), and `L2_FU_METHODS`:
+    `closest`'s kept set and the DRO draws on the spectral clusters of the features scaled to unit length; one row for
+    each of `methods` (cached)"""
     from fastai.vision.all import resnet18
     from fastai_subclass.train import subclass_learner
     from fastai_subclass.select import subclass_undersample
@@ -84,25 +89,28 @@ def fu_rows(comp:str, seed:int, weights, size:int, tag:str, threads:int, methods
     items, n = composition_items(comp), composition(comp)['n']
     m = int(((items.label == MAJORITY) & ~items.is_valid).sum())
     @functools.cache
-    def selected(clusterer='kmeans', strategy='spread'):
+    def selected(clusterer='kmeans', strategy='spread', l2_normalize=False):
         "(the loaders, the library's selection through the stand-in before training: `strategy`, the paper's chain otherwise)"
         dls = item_dls(items, seed, size)
         learn = subclass_learner(dls, resnet18, weights_file=weights)
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             return dls, subclass_undersample(learn, n, classes=[MAJORITY], strategy=strategy, seed=seed, progress=False, check=False,
-                                             before_training=True, clusterer=clusterer)
-    def one_shot(strategy):
-        dls, sel = selected(strategy=strategy)
+                                             before_training=True, clusterer=clusterer, l2_normalize=l2_normalize)
+    def one_shot(strategy, clusterer='kmeans', l2_normalize=False):
+        dls, sel = selected(clusterer, strategy, l2_normalize)
         return train_model(items, 'standin', comp, seed, dls=sel.dataloaders(dls), weights=weights, size=size), dict(kept=int(len(sel.keep)))
-    def dro(clusterer='kmeans'):
-        dls, sel = selected(clusterer)
+    def dro(clusterer='kmeans', l2_normalize=False):
+        dls, sel = selected(clusterer, l2_normalize=l2_normalize)
         return train_drawn(items, comp, seed, sel, sel.balanced_dataloaders(dls), GroupDRO(DRO_ETA), weights=weights, size=size)
     make = {'random': lambda: train_fu(comp, f'random-{tag}', seed, random_draw(m, n, seed), threads=threads, weights=weights, size=size),
             'pretrained_spread': lambda: cached_run(comp, f'pretrained_spread-{tag}', seed, lambda: one_shot('spread'), threads),
             'pretrained_flatten': lambda: cached_run(comp, f'pretrained_flatten-{tag}', seed, lambda: one_shot('flatten'), threads),
             'pretrained_dro': lambda: cached_run(comp, f'pretrained_dro-{tag}', seed, dro, threads),
-            'pretrained_spectral_dro': lambda: cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads)}
+            'pretrained_spectral_dro': lambda: cached_run(comp, f'pretrained_spectral_dro-{tag}', seed, lambda: dro('spectral'), threads),
+            'pretrained_spectral_l2_closest': lambda: cached_run(comp, f'pretrained_spectral_l2_closest-{tag}', seed,
+                                                                 lambda: one_shot('closest', 'spectral', True), threads),
+            'pretrained_spectral_l2_dro': lambda: cached_run(comp, f'pretrained_spectral_l2_dro-{tag}', seed, lambda: dro('spectral', True), threads)}
     runs = {k: make[k]() for k in methods}
     return [dict(comp=comp, seed=seed, method=k, mean_roc_auc=r['mean_roc_auc'], worst_subclass_recall=r['worst_subclass_recall'],
                  accuracy=r['accuracy'], train_s=r['train_s']) for k, r in runs.items()]
@@ -114,9 +122,10 @@ def main(argv=None):
     p.add_argument('--ssl', type=float, default=0., help="weight of SimCLR's loss the stand-ins also learnt (bench/standin.py --ssl)")
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--fu', action='store_true', help=f"also train f_u from the --epochs/--size stand-ins: {', '.join(FU_METHODS)}, seeds {SEEDS}")
-    p.add_argument('--fu-methods', nargs='+', choices=FU_METHODS,
+    p.add_argument('--fu-methods', nargs='+', choices=FU_METHODS + L2_FU_METHODS,
                    help=f"with --fu, the methods to train on every composition trained (default: {', '.join(FU_METHODS)} on A and B; "
                         f"{', '.join(HOLDOUT_FU_METHODS)} on the held-out ones)")
+    p.add_argument('--fu-name', help="with --fu, the f_u tables' name (default: fu_<the stand-ins' folder>; _holdout added for C and D)")
     p.add_argument('--fu-holdout', action='store_true', help=f"with --fu, also on the held-out compositions {', '.join(HOLDOUT)}: {', '.join(HOLDOUT_FU_METHODS)}")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -143,8 +152,9 @@ def main(argv=None):
     fu = pd.DataFrame([r for comp, methods in fu_comps.items() for seed in SEEDS
                        for r in fu_rows(comp, seed, standin_path(composition(comp)['standin'], fu_dir), a.size, tag,
                                         a.threads, methods)])
-    save(fu[fu.comp.isin(list(COMPOSITIONS))], f'fu_{tag}'.replace('-', '_'))
-    if a.fu_holdout: save(fu[fu.comp.isin(list(HOLDOUT))], f'fu_{tag}_holdout'.replace('-', '_'))
+    name = a.fu_name or f'fu_{tag}'.replace('-', '_')
+    save(fu[fu.comp.isin(list(COMPOSITIONS))], name)
+    if a.fu_holdout: save(fu[fu.comp.isin(list(HOLDOUT))], f'{name}_holdout')
     print(f"\nf_u from the stand-ins {tag}, median over seeds {SEEDS}")
     print(fu.groupby(['comp', 'method'])[['mean_roc_auc', 'worst_subclass_recall', 'accuracy', 'train_s']].median().round(3).to_string())
     for metric in ('worst_subclass_recall', 'mean_roc_auc'):

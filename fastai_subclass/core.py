@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 # %% auto #0
 __all__ = ['SILHOUETTE_SAMPLE', 'EXACT_KNN_MAX', 'UMAP_SMALL', 'LAYOUT_BUDGET', 'MIN_EPOCHS', 'CLUSTERERS', 'SPECTRAL_MAX',
            'MIN_STABILITY', 'MIN_SILHOUETTE_RATIO', 'STRATEGIES', 'PCA_STRATEGIES', 'check_features', 'standardize',
-           'silhouette_scores', 'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces',
+           'unit_rows', 'silhouette_scores', 'Projection', 'Subclasses', 'pca_reduce', 'knn_graph', 'spectral_pieces',
            'layout_epochs', 'umap_embed', 'fit_projection', 'reduce_dims', 'kmeans_fits', 'check_clusterer',
            'spectral_labels', 'distinct_index', 'distinct_rows', 'find_subclasses', 'project', 'assign_subclasses',
            'loo_labels', 'assignment_agreement', 'restore_projection', 'weak_reasons', 'cluster_strength',
@@ -61,6 +61,15 @@ def standardize(x:np.ndarray, chunk:int=512, return_stats:bool=False) -> np.ndar
     out = np.subtract(x, mean.astype(np.float32), dtype=np.float32)
     out /= std.astype(np.float32)
     return (out, mean.astype(np.float32), std.astype(np.float32)) if return_stats else out
+
+# %% ../nbs/00_core.ipynb #b6c1ef74
+def unit_rows(x:np.ndarray, chunk:int=4096) -> np.ndarray:
+    "Rows of `x` scaled to unit Euclidean length, as a new float32 array; an all-zero row stays zero"
+    out = np.array(x, dtype=np.float32)
+    for i in range(0, len(out), chunk):  # norms block by block: no float64 copy of the whole matrix
+        block = out[i:i+chunk]
+        block /= np.maximum(np.linalg.norm(block.astype(np.float64), axis=1), 1e-12).astype(np.float32)[:, None]
+    return out
 
 # %% ../nbs/00_core.ipynb #b7f2c8b6
 #: Above this many items the silhouette (quadratic in N) is scored on a seeded random sample of this size.
@@ -112,6 +121,7 @@ class Projection:
     scale: np.ndarray  # d: their standard deviations (1 for a constant column)
     pca_mean: np.ndarray  # d: the mean PCA removed (about 0 after standardizing)
     components: np.ndarray  # n_pca x d: the PCA axes
+    l2_normalize: bool = False  # rows are scaled to unit length before standardizing (`unit_rows`)
 
     def __call__(self, feats) -> np.ndarray:
         "`feats` (N x d, the same layer as the training features) in the PCA space: N x n_pca float32"
@@ -119,6 +129,7 @@ class Projection:
         if x.shape[1] != len(self.mean):
             raise ValueError(f"feats has {x.shape[1]} columns but the projection was fitted on {len(self.mean)}: pass "
                              "features of the same layer (and the same random projection settings) as the training items")
+        if self.l2_normalize: x = unit_rows(x)
         xs = np.subtract(x, self.mean, dtype=np.float32)
         xs /= self.scale
         xs -= self.pca_mean
@@ -138,6 +149,7 @@ class Subclasses:
     duplicates: int = 0  # items whose feature row repeats an earlier item's
     projection: Projection|None = None  # the fitted standardization and PCA: `projection(feats)` is in the space of `reduced`
     clusterer: str = 'kmeans'  # how the clusters were found (`find_subclasses`' `clusterer`): k-means in the map, or 'spectral' in PCA space
+    l2_normalize: bool = False  # whether each feature row was scaled to unit length first (`find_subclasses`' `l2_normalize`)
 
     @property
     def silhouette(self):
@@ -281,16 +293,19 @@ def umap_embed(xp:np.ndarray, seed=42, knn=None, **umap_kwargs) -> np.ndarray:
         return _seeded_umap_class()(**kw).fit_transform(xp).astype(np.float32, copy=False)
 
 # %% ../nbs/00_core.ipynb #37834c14
-def fit_projection(x:np.ndarray, n_pca:int=50, seed=42, timer=None) -> tuple:
-    "`(xp, projection)`: standardized `x` reduced by PCA to `n_pca` dims (float32), and the fitted `Projection` that places new rows there"
+def fit_projection(x:np.ndarray, n_pca:int=50, seed=42, timer=None, l2_normalize:bool=False) -> tuple:
+    "`(xp, projection)`: standardized `x` (its rows first scaled to unit length with `l2_normalize`) reduced by PCA to `n_pca` dims (float32), and the fitted `Projection` that places new rows there"
+    if l2_normalize:
+        with _step(timer, 'l2_normalize'): x = unit_rows(x)
     with _step(timer, 'standardize'): xs, mean, scale = standardize(x, return_stats=True)
     with _step(timer, 'pca'): xp, pca_mean, comps = pca_reduce(xs, n_pca, seed, return_fit=True)
-    return xp, Projection(mean, scale, pca_mean, comps)
+    return xp, Projection(mean, scale, pca_mean, comps, l2_normalize)
 
 # %% ../nbs/00_core.ipynb #a7d794bd
-def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, return_pca:bool=False, return_projection:bool=False, **umap_kwargs) -> np.ndarray:
+def reduce_dims(x:np.ndarray, n_pca:int=50, seed=42, timer=None, return_pca:bool=False, return_projection:bool=False,
+                l2_normalize:bool=False, **umap_kwargs) -> np.ndarray:
     "Standardized `x` reduced by PCA to `n_pca` dims, then by UMAP to 2-D (float32); `(pca, umap)` with `return_pca`, and the `Projection` last with `return_projection`"
-    xp, proj = fit_projection(x, n_pca, seed, timer)
+    xp, proj = fit_projection(x, n_pca, seed, timer, l2_normalize)
     knn = None
     if _use_exact_knn(len(xp), umap_kwargs):
         with _step(timer, 'knn'): knn = knn_graph(xp, min(umap_kwargs.get('n_neighbors', 15), len(xp) - 1))
@@ -373,6 +388,7 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
                     seed=42, # seed of the PCA, UMAP and the clustering: the same seed, the same clusters
                     timer=None, # a callable told each step's name and seconds
                     clusterer:str='kmeans', # 'kmeans' in the 2-D map (the paper's), or 'spectral' on the PCA space's neighbour graph
+                    l2_normalize:bool=False, # scale each row to unit length before standardizing: compare items by the direction of their features (cosine), not their size
                     **umap_kwargs) -> Subclasses:
     "Cluster the items of one class: standardize, PCA to `n_pca`, UMAP to 2-D, k-means for each k in `ks`, keep the best silhouette"
     check_clusterer(clusterer)
@@ -391,13 +407,13 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
         if len(rows) == 2:  # two distinct images, each its own subclass; the silhouette is undefined
             emb = np.eye(2, dtype=np.float32)
             # the PCA space of two rows is the line through them: one axis, that new rows can be placed on
-            xp, proj = fit_projection(rows, n_pca, seed, timer)
-            return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, xp[inverse], n - 2, proj)
-        sc = find_subclasses(rows, ks, n_pca, seed, timer, clusterer, **umap_kwargs)
+            xp, proj = fit_projection(rows, n_pca, seed, timer, l2_normalize)
+            return Subclasses(inverse.astype(np.int64), 2, emb, emb[inverse], {}, xp[inverse], n - 2, proj, clusterer, l2_normalize)
+        sc = find_subclasses(rows, ks, n_pca, seed, timer, clusterer, l2_normalize, **umap_kwargs)
         # the projection was fitted on the distinct rows: new rows are placed among them (each copy at its row's place)
         return Subclasses(sc.labels[inverse], sc.k, sc.centers, sc.embedding[inverse], sc.scores,
-                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection, sc.clusterer)
-    xp, emb, proj = reduce_dims(x, n_pca, seed, timer, return_pca=True, return_projection=True, **umap_kwargs)
+                          None if sc.reduced is None else sc.reduced[inverse], n - len(rows), sc.projection, sc.clusterer, l2_normalize)
+    xp, emb, proj = reduce_dims(x, n_pca, seed, timer, return_pca=True, return_projection=True, l2_normalize=l2_normalize, **umap_kwargs)
     n_distinct = len(np.unique(emb, axis=0))
     ks = _possible_ks(ks, n, n_distinct)
     if not ks: return _one_cluster(emb, f"only {n_distinct} distinct points among {n} items")
@@ -414,7 +430,7 @@ def find_subclasses(feats, # N x d features of the items of one class (e.g. one 
     # the centres in the map, where `closest` and `farthest` measure: k-means' own, the clusters' means for spectral
     centers = (fits[best].cluster_centers_ if clusterer == 'kmeans' else
                np.stack([emb[labels[best] == c].mean(0) for c in range(best)])).astype(np.float32)
-    return Subclasses(labels[best], best, centers, emb, scores, xp, 0, proj, clusterer)
+    return Subclasses(labels[best], best, centers, emb, scores, xp, 0, proj, clusterer, l2_normalize)
 
 # %% ../nbs/00_core.ipynb #476186f6
 def project(subclasses:Subclasses, feats) -> np.ndarray:
@@ -462,14 +478,14 @@ def assignment_agreement(subclasses:Subclasses, n_neighbors:int=15) -> float:
 
 # %% ../nbs/00_core.ipynb #3c363057
 def restore_projection(subclasses:Subclasses, feats, n_pca:int=50, seed=42) -> Subclasses:
-    "`subclasses` with `reduced` and `projection` fitted again on their class's `feats`, as `find_subclasses(feats, n_pca=n_pca, seed=seed)` fitted them (e.g. after reading back from a CSV)"
+    "`subclasses` with `reduced` and `projection` fitted again on their class's `feats`, as `find_subclasses(feats, n_pca=n_pca, seed=seed)` fitted them (with their own `l2_normalize`; e.g. after reading back from a CSV)"
     x = check_features(feats)
     if len(x) != len(subclasses.labels):
         raise ValueError(f"feats has {len(x)} rows but the subclasses hold {len(subclasses.labels)} items: pass the features of the same items, in the same order")
     if (x.max(0) == x.min(0)).all(): return subclasses  # identical rows: one cluster, nothing was fitted
     # as find_subclasses: the standardization and PCA are fitted on the distinct rows, each copy placed at its row
     first, inverse, _ = distinct_index(x)
-    xp, subclasses.projection = fit_projection(x[first] if len(first) < len(x) else x, n_pca, seed)
+    xp, subclasses.projection = fit_projection(x[first] if len(first) < len(x) else x, n_pca, seed, l2_normalize=subclasses.l2_normalize)
     subclasses.reduced = xp[inverse]
     return subclasses
 
@@ -503,7 +519,7 @@ def weak_reasons(silhouette:float, # the clusters' silhouette, measured where th
 
 # %% ../nbs/00_core.ipynb #1cd4697a
 def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2, sample_size:int=2000, subclasses=None,
-                     clusterer:str='kmeans', **umap_kwargs) -> dict:
+                     clusterer:str='kmeans', l2_normalize:bool=False, **umap_kwargs) -> dict:
     "Silhouette, the null's silhouette and the stability across seeds of `find_subclasses` on (a sample of) `feats`; `weak` and why"
     from sklearn.metrics import adjusted_rand_score
     x = check_features(feats)
@@ -513,7 +529,8 @@ def cluster_strength(feats, ks=range(2,10), n_pca:int=50, seed=42, reruns:int=2,
     first = [] if subclasses is None or sampled else [subclasses]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # duplicates and small-class notes were given by the main run already
-        runs = first + [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, clusterer=clusterer, **umap_kwargs)
+        runs = first + [find_subclasses(x, ks, n_pca, None if seed is None else seed + i, clusterer=clusterer,
+                                        l2_normalize=l2_normalize, **umap_kwargs)
                         for i in range(len(first), reruns + 1)]
     sc = runs[0]
     if sc.k < 2: return dict(silhouette=np.nan, null_silhouette=np.nan, stability=np.nan, weak=True, why='one cluster only')

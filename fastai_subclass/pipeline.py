@@ -80,7 +80,7 @@ def _settings(items, dls, recipe, n, kwargs, cache, fu, extra=None) -> dict:
                 image_size=recipe['size'], n=n if not isinstance(n, dict) else _counts_text(pd.Series(n)),
                 classes=', '.join(classes) if classes else 'auto', layer=layer if isinstance(layer, str) else ', '.join(layer),
                 clustered='the pretrained backbone, before training' if kwargs.get('before_training') else 'f0, trained',
-                clusterer=kwargs.get('clusterer', 'kmeans'),
+                clusterer=kwargs.get('clusterer', 'kmeans'), l2_normalize=kwargs.get('l2_normalize', False),
                 pct=kwargs.get('pct', 80), train_items=len(dls.train_ds), valid_items=len(dls.valid_ds),
                 valid_per_class=_counts_text(_class_counts(items, True)), feature_cache=cache, f_u=fu)
 

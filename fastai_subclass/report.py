@@ -53,7 +53,8 @@ def _finite(x): return x is not None and isinstance(x, (int, float, np.floating,
 def _clustering(cs) -> str:
     "How the subclasses of class selection `cs` were found, in words"
     clusterer = 'kmeans' if cs.subclasses is None else cs.subclasses.clusterer
-    return 'spectral clustering of the PCA space' if clusterer == 'spectral' else 'k-means'
+    how = 'spectral clustering of the PCA space' if clusterer == 'spectral' else 'k-means'
+    return how + (' of the features scaled to unit length (l2_normalize)' if cs.subclasses is not None and cs.subclasses.l2_normalize else '')
 
 # %% ../nbs/08_report.ipynb #5d1a0063
 def class_stems(selection:SubclassSelection) -> dict:

@@ -477,7 +477,8 @@ def to_df(self:SubclassSelection) -> pd.DataFrame:
     kept = np.zeros(n, bool); kept[self.keep] = True
     meta = dict(strategy=self.strategy, seed=self.seed, pct=self.pct, path=self.path, n_pca=self.n_pca, model_hash=self.model_hash,
                 classes={c: dict(layer=cs.layer, layers=list(cs.layers), k=cs.k, before_training=cs.before_training,
-                                 clusterer=None if cs.subclasses is None else cs.subclasses.clusterer, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
+                                 clusterer=None if cs.subclasses is None else cs.subclasses.clusterer,
+                                 l2_normalize=cs.subclasses is not None and cs.subclasses.l2_normalize, centers=None if cs.subclasses is None else cs.subclasses.centers.tolist(),
                                  scores=None if cs.subclasses is None else {str(k): v for k, v in cs.subclasses.scores.items()},
                                  strength=None if cs.strength is None else {k: (v if isinstance(v, (bool, str)) else float(v)) for k, v in cs.strength.items()})
                          for c, cs in self.classes.items()})
@@ -503,7 +504,8 @@ def _class_from_rows(c, g, pos, m) -> ClassSelection:
     if m is not None and m.get('centers') is not None and g[['x', 'y']].notna().all().all():
         emb = g[['x', 'y']].to_numpy(np.float32)[order]
         by_layer[layer] = Subclasses(labels, int(m['k']), np.asarray(m['centers'], np.float32), emb,
-                                     {int(k): v for k, v in (m.get('scores') or {}).items()}, clusterer=m.get('clusterer') or 'kmeans')
+                                     {int(k): v for k, v in (m.get('scores') or {}).items()}, clusterer=m.get('clusterer') or 'kmeans',
+                                     l2_normalize=bool(m.get('l2_normalize', False)))
     return ClassSelection(c, idx[order], layer, labels, np.flatnonzero(g['kept'].to_numpy(bool)[order]), by_layer,
                           None if m is None else m.get('strength'), tuple((m or {}).get('layers') or ()),
                           before_training=bool((m or {}).get('before_training', False)))
