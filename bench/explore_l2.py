@@ -1,6 +1,6 @@
 """Does `find_subclasses(..., l2_normalize=True)` (each feature row scaled to unit length before the chain) find the true subclasses better?
 
-    BENCH_THREADS=2 python bench/explore_l2.py   # about 40 min on 2 cores once bench/explore_weak.py's sources are cached (then cached per source)
+    BENCH_THREADS=2 python bench/explore_l2.py   # about 15 min on 2 cores once bench/explore_weak.py's sources are cached (then cached per source)
 
 Every clustering bench/explore_weak.py checks (f0 from scratch and fine-tuned on A-D; the five stand-in variants'
 backbones before fine-tuning on A, B, the control B through `all` and the held-out C and D), seeds 0-2, both clusterers,
