@@ -13,7 +13,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_array
-from .core import STRATEGIES, find_subclasses, select_samples
+from .core import STRATEGIES, CLUSTERERS, find_subclasses, select_samples
 
 # %% auto #0
 __all__ = ['target_counts', 'check_labels', 'check_dense', 'SubclassUndersampler']
@@ -103,6 +103,8 @@ _CONSTRAINTS = {
     'ks': ['array-like'],
     'n_pca': [Interval(Integral, 1, None, closed='left')],
     'pct': [Interval(Real, 0, 100, closed='right')],
+    'clusterer': [StrOptions(set(CLUSTERERS))],
+    'l2_normalize': ['boolean'],
     'random_state': [Interval(Integral, 0, None, closed='left'), None],
 }
 
@@ -162,7 +164,8 @@ class _SubclassSelect:
             _check_count(c, n, np.sum(y == c))
             rows = np.flatnonzero(y == c)
             if n >= len(rows): keep.append(rows); continue
-            self.subclasses_[c] = sc = find_subclasses(np.asarray(X[rows], np.float32), self.ks, self.n_pca, self.random_state)
+            self.subclasses_[c] = sc = find_subclasses(np.asarray(X[rows], np.float32), self.ks, self.n_pca, self.random_state,
+                                                       clusterer=self.clusterer, l2_normalize=self.l2_normalize)
             keep.append(rows[select_samples(sc, n, self.strategy, self.pct, self.random_state)])
         self.sample_indices_ = np.sort(np.concatenate(keep))
         return _safe_indexing(X, self.sample_indices_), _safe_indexing(y, self.sample_indices_)
@@ -172,13 +175,16 @@ class SubclassUndersampler(_SubclassSelect, BaseUnderSampler or _NoImblearn):
     "Undersample classes to balanced subsets that keep every subclass: an imbalanced-learn under-sampler"
     def __init__(self, *,
                  sampling_strategy='auto', # which classes to undersample, to how many: a word, a ratio, a dict {class: count} or a callable (imbalanced-learn's)
-                 strategy:str='closest', # which items of each cluster to keep: 'closest' to its centre, 'farthest' or 'random'
+                 strategy:str='closest', # which items to keep (`select_samples`): 'closest' to its cluster's centre, 'farthest', 'random', 'spread', 'cover' or 'flatten'
                  ks=tuple(range(2,10)), # the cluster counts to try in each class; the best silhouette wins
                  n_pca:int=50, # PCA dimensions before UMAP
                  pct:float=80, # 'farthest' ignores the items beyond this percentile of distance (outliers)
                  random_state:int|None=42, # seed of PCA, UMAP, k-means and the 'random' and 'flatten' picks; None is unseeded (not reproducible)
+                 clusterer:str='kmeans', # 'kmeans' in the 2-D map (the paper's), or 'spectral' on the PCA space's neighbour graph (`find_subclasses`)
+                 l2_normalize:bool=False, # scale each row of X to unit length before clustering (`find_subclasses`)
                 ):
         self.sampling_strategy, self.strategy, self.ks, self.n_pca, self.pct, self.random_state = sampling_strategy, strategy, ks, n_pca, pct, random_state
+        self.clusterer, self.l2_normalize = clusterer, l2_normalize
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
