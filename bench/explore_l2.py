@@ -10,13 +10,13 @@ next to random undersampling's (bench/discovery.py's `coverage`). For spectral c
 with `l2_normalize` (the setting the library documents it for) also `cluster_strength`'s verdict, as
 `subclass_undersample` would warn. Table: nbs/discovery/explore_l2.csv (nbs/11_discovery reads it).
 """
-import json, sys, warnings
+import sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from discovery_common import *
 from discovery import coverage, paper_layer, random_coverage, save
-from explore_weak import sources
+from explore_weak import sources, cached_source_rows
 
 CACHE = OUT.parent/'l2'
 
@@ -41,15 +41,7 @@ def source_rows(setting:str, standin:str, comp:str, seed:int, layers:dict, truth
 
 def l2_rows() -> pd.DataFrame:
     "The rows of every source, cached per source in bench/out/l2/"
-    rows = []
-    for setting, standin, comp, seed, layers, truth in sources():
-        fn = CACHE/f"rows-{setting}-{standin.replace(':', '_') or 'f0'}-{comp}-seed{seed}.json"
-        if not fn.exists():
-            CACHE.mkdir(parents=True, exist_ok=True)
-            tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(source_rows(setting, standin, comp, seed, layers, truth))); tmp.replace(fn)
-            print(setting, standin, comp, seed, flush=True)
-        rows += json.loads(fn.read_text())
-    return pd.DataFrame(rows)
+    return pd.DataFrame([r for src in sources() for r in cached_source_rows(CACHE, source_rows, *src)])
 
 if __name__ == '__main__':
     df = l2_rows()

@@ -64,30 +64,35 @@ def subsample_stability(x, sc, seed:int, clusterer:str, reruns:int=2, frac:float
         aris.append(adjusted_rand_score(sc.labels[idx], find_subclasses(x[idx], seed=seed + i, clusterer=clusterer).labels))
     return float(np.mean(aris))
 
-def check_rows() -> pd.DataFrame:
-    "One row per (source, seed, layer, clusterer): k, ARI and `cluster_strength`'s figures"
+def cached_source_rows(cache:Path, make, setting:str, standin:str, comp:str, seed:int, layers:dict, truth) -> list:
+    "The rows `make(setting, standin, comp, seed, layers, truth)` gives for one of `sources()`, cached as JSON in `cache`"
+    fn = cache/f"rows-{setting}-{standin.replace(':', '_') or 'f0'}-{comp}-seed{seed}.json"
+    if not fn.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(make(setting, standin, comp, seed, layers, truth))); tmp.replace(fn)
+        print(setting, standin, comp, seed, flush=True)
+    return json.loads(fn.read_text())
+
+def source_rows(setting:str, standin:str, comp:str, seed:int, layers:dict, truth) -> list:
+    "One row per (layer, clusterer) of one source: k, ARI and `cluster_strength`'s figures"
     from sklearn.metrics import adjusted_rand_score
     from fastai_subclass.core import find_subclasses, cluster_strength, CLUSTERERS
     rows = []
-    for setting, standin, comp, seed, layers, truth in sources():
-        fn = CACHE/f"rows-{setting}-{standin.replace(':', '_') or 'f0'}-{comp}-seed{seed}.json"
-        if fn.exists(): rows += json.loads(fn.read_text()); continue
-        new = []
-        for layer, x in layers.items():
-            for clusterer in CLUSTERERS:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore')
-                    sc = find_subclasses(x, seed=seed, clusterer=clusterer)
-                    s = cluster_strength(x, seed=seed, subclasses=sc, clusterer=clusterer)
-                    sub = subsample_stability(x, sc, seed, clusterer)
-                new.append(dict(setting=setting, standin=standin, comp=comp, seed=seed, layer=layer, clusterer=clusterer, k=int(sc.k),
-                                 ari=float(adjusted_rand_score(truth, sc.labels)), **{k: float(s[k]) for k in ('silhouette', 'null_silhouette', 'stability')},
-                                 subsample_stability=sub))
-        CACHE.mkdir(parents=True, exist_ok=True)
-        tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(new)); tmp.replace(fn)
-        rows += new
-        print(setting, standin, comp, seed, flush=True)
-    return pd.DataFrame(rows)
+    for layer, x in layers.items():
+        for clusterer in CLUSTERERS:
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                sc = find_subclasses(x, seed=seed, clusterer=clusterer)
+                s = cluster_strength(x, seed=seed, subclasses=sc, clusterer=clusterer)
+                sub = subsample_stability(x, sc, seed, clusterer)
+            rows.append(dict(setting=setting, standin=standin, comp=comp, seed=seed, layer=layer, clusterer=clusterer, k=int(sc.k),
+                             ari=float(adjusted_rand_score(truth, sc.labels)), **{k: float(s[k]) for k in ('silhouette', 'null_silhouette', 'stability')},
+                             subsample_stability=sub))
+    return rows
+
+def check_rows() -> pd.DataFrame:
+    "One row per (source, seed, layer, clusterer): k, ARI and `cluster_strength`'s figures (cached per source)"
+    return pd.DataFrame([r for src in sources() for r in cached_source_rows(CACHE, source_rows, *src)])
 
 def brightness_rows() -> pd.DataFrame:
     "Spectral clusters of f0 from scratch (pool layer): size, mean image brightness and the ARI against the true subclasses"
